@@ -1,0 +1,85 @@
+/* include/palaver/event.h: what a module can hook. Stanza hooks are keyed by
+ * (kind/type, addressing, payload namespace, payload name); lifecycle
+ * events are enum constants. Handlers run by ascending priority and return
+ * PV_HANDLED (stop) or PV_PASS. */
+#ifndef PALAVER_EVENT_H
+#define PALAVER_EVENT_H
+
+#include <palaver/defs.h>
+#include <palaver/jid.h>
+#include <palaver/stanza.h>
+
+typedef struct pv_server_s pv_server_t;
+typedef struct pv_host_s pv_host_t;
+typedef struct pv_session_s pv_session_t;
+typedef struct pv_module_s pv_module_t;
+
+typedef enum {
+    PV_EV_NONE = 0,
+    /* stanza events: fired on the host the stanza is addressed to */
+    PV_MESSAGE,
+    PV_PRESENCE,
+    PV_IQ_GET,
+    PV_IQ_SET,
+    PV_IQ_RESULT,
+    PV_IQ_ERROR,
+    /* lifecycle events */
+    PV_EV_STREAM_FEATURES,  /* data: the <stream:features/> node being built */
+    PV_EV_SESSION_BOUND,    /* session: a c2s resource was bound */
+    PV_EV_SESSION_CLOSED,   /* session: about to be destroyed */
+    PV_EV_PRESENCE_CHANGED, /* session: its broadcast presence changed */
+    PV_EV_USER_CREATED,     /* user: a new account */
+    PV_EV_USER_DELETED,     /* user: account removed (store rows gone) */
+    PV_EV_DISCO_INFO,       /* data: the <query/> of a server disco#info */
+    PV_EV_HOST_ACTIVATED,   /* host: its modules are all initialised */
+    PV_EV_COUNT_
+} pv_event_kind_t;
+
+/* Addressing of a stanza hook (RFC 6121 §8.5 classes). */
+typedef enum {
+    PV_TO_ANY = 0,
+    PV_TO_HOST, /* "domain" or "domain/resource" */
+    PV_TO_BARE, /* "user@domain" */
+    PV_TO_FULL  /* "user@domain/resource" */
+} pv_addr_t;
+
+/* Hook flags. */
+#define PV_HOOK_PRE 0x1 /* run before routing, only for stanzas a local
+                           client sent (Prosody's pre-* events) */
+
+typedef struct pv_event_s {
+    pv_event_kind_t kind;
+    pv_addr_t addr;
+    pv_server_t *server;
+    pv_host_t *host;       /* host the event fires on */
+    pv_module_t *module;   /* module whose handler runs now */
+    pv_session_t *origin;  /* sender's session (c2s) or NULL */
+    pv_stanza_t *stanza;   /* borrowed for the duration of the call */
+    pv_node_t *payload;    /* IQ: the first child element */
+    const pv_jid_t *to;    /* parsed to (never NULL for stanza events) */
+    const pv_jid_t *from;  /* parsed from */
+    pv_session_t *session; /* lifecycle: the session concerned */
+    const char *user;      /* lifecycle: local part concerned */
+    void *data;            /* event-specific, see pv_event_kind_t */
+} pv_event_t;
+
+typedef pv_rc_t (*pv_handler_t)(pv_event_t *ev);
+
+typedef struct pv_hook_s {
+    pv_event_kind_t kind;
+    pv_addr_t to;
+    const char *xmlns;     /* payload namespace filter or NULL */
+    const char *name;      /* payload element filter or NULL */
+    pv_handler_t handler;
+    int priority;          /* ascending: lower runs first */
+    unsigned flags;        /* PV_HOOK_PRE */
+} pv_hook_t;
+
+#define PV_HOOKS_END { PV_EV_NONE, PV_TO_ANY, NULL, NULL, NULL, 0, 0 }
+
+/* Fires a lifecycle event on host; returns PV_HANDLED if a handler
+ * claimed it. ev->kind and ev->host must be set; the rest as the kind
+ * documents. May be called from handlers. */
+pv_rc_t pv_event_fire(pv_event_t *ev);
+
+#endif

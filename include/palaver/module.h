@@ -1,0 +1,152 @@
+/* include/palaver/module.h: the module API. A module is one PV_MODULE
+ * declaration (name, ABI, dependencies, disco features and identities,
+ * hooks, directives, per-session data); the core registers all of it per
+ * host and removes all of it on unload. Modules include only
+ * <palaver/...> headers and talk to each other through events. */
+#ifndef PALAVER_MODULE_H
+#define PALAVER_MODULE_H
+
+#include <palaver/config.h>
+#include <palaver/defs.h>
+#include <palaver/event.h>
+#include <palaver/jid.h>
+#include <palaver/log.h>
+#include <palaver/mem.h>
+#include <palaver/stanza.h>
+#include <palaver/storage.h>
+#include <palaver/xml.h>
+
+#define PV_MODULE_ABI "palaver-1.0"
+
+typedef struct pv_identity_s {
+    const char *category;
+    const char *type;
+    const char *name;
+} pv_identity_t;
+
+#define PV_IDENTITIES_END { NULL, NULL, NULL }
+
+typedef struct pv_module_def_s {
+    const char *abi;                  /* PV_MODULE_ABI */
+    const char *name;
+    const char *const *depends;       /* modules that must be enabled too */
+    const char *const *features;      /* disco features on every host */
+    const pv_identity_t *identities;  /* disco identities */
+    const pv_hook_t *hooks;
+    const pv_directive_t *directives;
+    size_t conf_size;                 /* per-host conf struct */
+    size_t session_data_size;         /* per-session slot, zeroed at bind */
+    int (*init)(pv_module_t *m);      /* once per process */
+    void (*fini)(pv_module_t *m);
+    int (*host_init)(pv_module_t *m, pv_host_t *h);
+    void (*host_fini)(pv_module_t *m, pv_host_t *h);
+    /* frees what a module put into its session slot; optional */
+    void (*session_fini)(pv_module_t *m, pv_session_t *s, void *data);
+} pv_module_def_t;
+
+/* The exported symbol is pv_module_<name>; the loader looks it up with
+ * dlsym, or in the static table with --enable-static-modules. */
+#define PV_MODULE(name) const pv_module_def_t pv_module_##name
+
+/* --- modules and hosts --------------------------------------------- */
+
+const char *pv_module_name(const pv_module_t *m);
+/* The module's conf struct for host h (filled from the configuration);
+ * borrowed, valid for the host's lifetime. */
+void *pv_module_conf(pv_module_t *m, pv_host_t *h);
+/* Module state per host: owned by the module, free it in host_fini. */
+void *pv_module_host_data(pv_module_t *m, pv_host_t *h);
+void pv_module_set_host_data(pv_module_t *m, pv_host_t *h, void *data);
+/* The module's per-session slot (session_data_size bytes), or NULL when
+ * the session is not bound or the module is not enabled on its host. */
+void *pv_session_data(pv_session_t *s, pv_module_t *m);
+
+const char *pv_host_name(const pv_host_t *h);
+pv_server_t *pv_host_server(const pv_host_t *h);
+/* Adds a disco feature for host h owned by m (removed with the module). */
+void pv_host_add_feature(pv_host_t *h, pv_module_t *m, const char *feature);
+/* Calls cb for every disco identity / feature of h (sorted, unique). */
+void pv_host_each_identity(pv_host_t *h,
+                           void (*cb)(void *arg, const pv_identity_t *id),
+                           void *arg);
+void pv_host_each_feature(pv_host_t *h,
+                          void (*cb)(void *arg, const char *feature),
+                          void *arg);
+/* XEP-0157 addresses configured for the host: kind is "abuse", "admin",
+ * ... Returns a NULL-terminated list (possibly empty), never NULL. */
+const char *const *pv_host_contact(pv_host_t *h, const char *kind);
+/* The server's XEP-0115 verification string for h. */
+const char *pv_host_caps_ver(pv_host_t *h);
+/* True when domain is served here (vhost or component). */
+int pv_host_is_local(pv_server_t *srv, const char *domain);
+/* Calls cb with the domain of every component served under h. */
+void pv_host_each_component(pv_host_t *h,
+                            void (*cb)(void *arg, const char *domain),
+                            void *arg);
+/* Routes st on behalf of host h (the server itself is the sender).
+ * Borrows st. */
+void pv_host_route(pv_host_t *h, pv_stanza_t *st);
+/* Sessions of a local user (NULL user: every session of the host). */
+void pv_host_each_session(pv_host_t *h, const char *user,
+                          void (*cb)(void *arg, pv_session_t *s), void *arg);
+/* Opens (or returns) the store "<module>.<name>" for use on host h. */
+pv_store_t *pv_store_open(pv_host_t *h, pv_module_t *m, const char *name,
+                          pv_store_kind_t kind);
+
+/* --- sessions ------------------------------------------------------ */
+
+const pv_jid_t *pv_session_jid(const pv_session_t *s);
+pv_host_t *pv_session_host(const pv_session_t *s);
+int pv_session_priority(const pv_session_t *s);
+int pv_session_is_available(const pv_session_t *s);
+/* Loop time (ms) of the last byte received from the session's client. */
+uint64_t pv_session_last_active(const pv_session_t *s);
+/* Queues st for the session's client; borrows st (takes its own ref). */
+void pv_session_send(pv_session_t *s, pv_stanza_t *st);
+/* Ends the session with a stream error (NULL: a clean </stream>). */
+void pv_session_close(pv_session_t *s, const char *condition);
+
+/* --- routing and replies ------------------------------------------- */
+
+/* Routes st as if sent by from (NULL: the server itself). Borrows st.
+ * to/from attributes must be set (from is stamped for c2s input). */
+void pv_route(pv_session_t *from, pv_stanza_t *st);
+/* Routes st and drops the caller's reference. */
+void pv_send(pv_session_t *origin, pv_stanza_t *st);
+/* New IQ result for req (to/from swapped, same id), refs 1; add a payload
+ * with pv_node_new(st->arena, ..., st->root) then pv_send(). */
+pv_stanza_t *pv_iq_result(const pv_stanza_t *req);
+/* Sends an empty IQ result (payload NULL) or one with a copy of payload. */
+void pv_send_result(pv_session_t *origin, const pv_stanza_t *req,
+                    const pv_node_t *payload);
+/* Error types of RFC 6120 §8.3.2. */
+typedef enum {
+    PV_ERR_AUTH,
+    PV_ERR_CANCEL,
+    PV_ERR_CONTINUE,
+    PV_ERR_MODIFY,
+    PV_ERR_WAIT
+} pv_err_type_t;
+/* New error reply for req with condition (RFC 6120 §8.3.3) and optional
+ * text; refs 1. NULL when req itself is an error (never answer errors). */
+pv_stanza_t *pv_stanza_error(const pv_stanza_t *req, pv_err_type_t type,
+                             const char *condition, const char *text);
+/* Builds and sends the error reply (nothing when req is an error). */
+void pv_send_error(pv_session_t *origin, const pv_stanza_t *req,
+                   pv_err_type_t type, const char *condition,
+                   const char *text);
+
+/* --- timers --------------------------------------------------------- */
+
+typedef struct pv_mtimer_s pv_mtimer_t;
+/* A timer owned by module m on host h: cancelled automatically when the
+ * module is unloaded from the host. repeat_ms 0 = one-shot (then freed
+ * after it fires). */
+pv_mtimer_t *pv_module_timer(pv_module_t *m, pv_host_t *h, uint64_t ms,
+                             uint64_t repeat_ms, void (*cb)(void *arg),
+                             void *arg);
+void pv_module_timer_cancel(pv_mtimer_t *t);
+/* Milliseconds of the loop clock. */
+uint64_t pv_now_ms(pv_server_t *srv);
+
+#endif

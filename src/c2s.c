@@ -1,0 +1,715 @@
+/* src/c2s.c: client streams (RFC 6120): stream header and features,
+ * STARTTLS and direct TLS, handing SASL nonzas to sasl.c, resource binding
+ * and the optional RFC 3921 session, stamping and routing of stanzas, and
+ * the per-stream limits (auth timeout, byte and stanza rates, stream
+ * errors). One pv_c2s_t per connection; the session is session.c's. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "palaver.h"
+#include "xmlstream.h"
+
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STREAM_ERR "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_CAPS "http://jabber.org/protocol/caps"
+#define CAPS_NODE "https://palaver.im"
+
+typedef enum {
+    C2S_TLS_WAIT,  /* TLS handshake in progress */
+    C2S_HEADER,    /* waiting for the (next) stream header */
+    C2S_OPEN,      /* stream open: stanzas flow */
+    C2S_CLOSED     /* error sent or closing: ignore input */
+} c2s_state_t;
+
+struct pv_c2s_s {
+    pv_server_t *srv;
+    pv_conn_t *conn;
+    pv_xmlstream_t *xs;
+    pv_host_t *host;          /* reference, after the first header */
+    pv_session_t *session;
+    pv_sasl_t *sasl;
+    char *user;               /* authenticated localpart */
+    pv_timer_t *auth_timer;
+    pv_c2s_t *prev, *next;
+    const char *reject;       /* stream error to send after the header */
+    uint64_t last_active;
+    uint64_t bucket_ms;
+    double byte_tokens;
+    double stanza_tokens;
+    unsigned long id;
+    char stream_id[17];
+    c2s_state_t state;
+    unsigned tls : 1;
+    unsigned header_sent : 1;
+    unsigned bound : 1;
+    unsigned counted : 1;
+};
+
+static void c2s_on_data(pv_conn_t *conn, const char *data, size_t len);
+static void c2s_on_tls_done(pv_conn_t *conn, int ok, const char *err);
+static void c2s_on_close(pv_conn_t *conn, const char *reason);
+
+static const pv_conn_handler_t c2s_handler = {
+    .on_data = c2s_on_data,
+    .on_tls_done = c2s_on_tls_done,
+    .on_close = c2s_on_close,
+};
+
+static const pv_core_conf_t *
+c2s_conf(const pv_c2s_t *c)
+{
+    return c->host ? &c->host->conf->core : PV_GLOBAL(c->srv);
+}
+
+static void
+c2s_write(pv_c2s_t *c, const char *data, size_t len)
+{
+    if (c->conn != NULL)
+        pv_conn_write(c->conn, data, len);
+}
+
+static void
+c2s_send_header(pv_c2s_t *c, const char *to)
+{
+    pv_buf_t b = {0};
+    unsigned char r[12];
+    size_t i;
+    static const char hex[] = "0123456789abcdef";
+
+    RAND_bytes(r, sizeof(r));
+    for (i = 0; i < 8; i++) {
+        c->stream_id[2 * i] = hex[r[i] >> 4];
+        c->stream_id[2 * i + 1] = hex[r[i] & 15];
+    }
+    c->stream_id[16] = '\0';
+    pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='"
+                    PV_NS_CLIENT "' xmlns:stream='" PV_NS_STREAMS
+                    "' version='1.0' xml:lang='en' id='");
+    pv_buf_puts(&b, c->stream_id);
+    pv_buf_puts(&b, "' from='");
+    pv_buf_append_escaped(&b, c->host ? c->host->name : "", 
+                          c->host ? strlen(c->host->name) : 0, 1);
+    if (to != NULL) {
+        pv_buf_puts(&b, "' to='");
+        pv_buf_append_escaped(&b, to, strlen(to), 1);
+    }
+    pv_buf_puts(&b, "'>");
+    c2s_write(c, b.data, b.len);
+    pv_buf_free(&b);
+    c->header_sent = 1;
+}
+
+static void
+c2s_stream_error(pv_c2s_t *c, const char *condition, const char *text)
+{
+    pv_buf_t b = {0};
+
+    if (c->state == C2S_CLOSED)
+        return;
+    pv_log(PV_LOG_INFO, "c2s", "c2s#%lu %s: stream error %s%s%s", c->id,
+           c->conn ? pv_conn_peer_ip(c->conn) : "-", condition,
+           text ? ": " : "", text ? text : "");
+    if (!c->header_sent)
+        c2s_send_header(c, NULL);
+    pv_buf_printf(&b, "<stream:error><%s xmlns='" NS_STREAM_ERR "'/>",
+                  condition);
+    if (text != NULL) {
+        pv_buf_puts(&b, "<text xmlns='" NS_STREAM_ERR "'>");
+        pv_buf_append_escaped(&b, text, strlen(text), 0);
+        pv_buf_puts(&b, "</text>");
+    }
+    pv_buf_puts(&b, "</stream:error></stream:stream>");
+    c2s_write(c, b.data, b.len);
+    pv_buf_free(&b);
+    c->state = C2S_CLOSED;
+    if (c->conn != NULL)
+        pv_conn_close(c->conn);
+}
+
+void
+pv_c2s_close(pv_c2s_t *c, const char *condition)
+{
+    if (condition != NULL) {
+        c2s_stream_error(c, condition, NULL);
+        return;
+    }
+    if (c->state == C2S_CLOSED)
+        return;
+    c2s_write(c, "</stream:stream>", 16);
+    c->state = C2S_CLOSED;
+    if (c->conn != NULL)
+        pv_conn_close(c->conn);
+}
+
+static void
+c2s_auth_timeout(void *arg)
+{
+    pv_c2s_t *c = arg;
+
+    c->auth_timer = NULL;
+    c2s_stream_error(c, "connection-timeout", "authentication took too long");
+}
+
+/* --- features ------------------------------------------------------- */
+
+static void
+c2s_send_features(pv_c2s_t *c)
+{
+    pv_arena_t *a = pv_arena_new(1024);
+    pv_node_t *f = pv_node_new(a, "features", PV_NS_STREAMS, NULL);
+    const pv_core_conf_t *cc = c2s_conf(c);
+    pv_event_t ev;
+
+    if (!c->tls && c->host->tls != NULL) {
+        pv_node_t *st = pv_node_new(a, "starttls", NS_TLS, f);
+        if (cc->c2s_require_encryption)
+            pv_node_new(a, "required", NS_TLS, st);
+    }
+    if (c->user == NULL) {
+        if (c->tls || !cc->c2s_require_encryption)
+            pv_sasl_features(c->host, c->conn, f, a);
+    } else {
+        pv_node_t *sess, *caps;
+
+        pv_node_new(a, "bind", NS_BIND, f);
+        sess = pv_node_new(a, "session", NS_SESSION, f);
+        pv_node_new(a, "optional", NS_SESSION, sess);
+        caps = pv_node_new(a, "c", NS_CAPS, f);
+        pv_node_set_attr(a, caps, "hash", "sha-1");
+        pv_node_set_attr(a, caps, "node", CAPS_NODE);
+        pv_node_set_attr(a, caps, "ver", pv_host_caps_ver(c->host));
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PV_EV_STREAM_FEATURES;
+    ev.host = c->host;
+    ev.user = c->user;
+    ev.data = f;
+    pv_event_fire(&ev);
+    {
+        /* features is in the streams namespace, so the prefix matters */
+        pv_buf_t b = {0};
+        pv_node_t *ch;
+
+        pv_buf_puts(&b, "<stream:features>");
+        for (ch = f->children; ch != NULL; ch = ch->next)
+            pv_node_serialize(ch, &b, PV_NS_CLIENT);
+        pv_buf_puts(&b, "</stream:features>");
+        c2s_write(c, b.data, b.len);
+        pv_buf_free(&b);
+    }
+    pv_arena_free(a);
+}
+
+/* --- stream callbacks ------------------------------------------------ */
+
+static void
+c2s_stream_open(void *ud, const pv_stream_header_t *hdr)
+{
+    pv_c2s_t *c = ud;
+    pv_host_t *h;
+    char *domain = NULL;
+
+    if (c->state != C2S_HEADER)
+        return;
+    if (hdr->to != NULL)
+        domain = pv_jid_prep_domain(hdr->to, strlen(hdr->to));
+    h = domain ? pv_server_host(c->srv, domain) : NULL;
+    free(domain);
+    if (c->host == NULL && h != NULL && !h->conf->is_component)
+        c->host = pv_host_ref(h);
+    if (c->host != NULL && h != NULL && h != c->host &&
+        strcmp(h->name, c->host->name) != 0)
+        h = NULL; /* a restarted stream must stay on its host */
+    c2s_send_header(c, hdr->from);
+    if (hdr->content_ns == NULL || strcmp(hdr->content_ns, PV_NS_CLIENT)) {
+        c2s_stream_error(c, "invalid-namespace", NULL);
+        return;
+    }
+    if (h == NULL || h->conf->is_component) {
+        c2s_stream_error(c, "host-unknown", NULL);
+        return;
+    }
+    if (hdr->version == NULL || strncmp(hdr->version, "1.", 2) != 0) {
+        c2s_stream_error(c, "unsupported-version", NULL);
+        return;
+    }
+    if (c->reject != NULL) {
+        c2s_stream_error(c, c->reject, NULL);
+        return;
+    }
+    c->state = C2S_OPEN;
+    c2s_send_features(c);
+}
+
+static void
+c2s_stream_close(void *ud)
+{
+    pv_c2s_t *c = ud;
+
+    pv_c2s_close(c, NULL);
+}
+
+static void
+c2s_parse_error(void *ud, const char *condition, const char *text)
+{
+    c2s_stream_error(ud, condition, text);
+}
+
+static void
+c2s_starttls(pv_c2s_t *c)
+{
+    static const char proceed[] = "<proceed xmlns='" NS_TLS "'/>";
+    static const char failure[] = "<failure xmlns='" NS_TLS "'/>"
+                                  "</stream:stream>";
+
+    if (c->tls || c->host->tls == NULL) {
+        c2s_write(c, failure, sizeof(failure) - 1);
+        c->state = C2S_CLOSED;
+        pv_conn_close(c->conn);
+        return;
+    }
+    c2s_write(c, proceed, sizeof(proceed) - 1);
+    pv_xmlstream_restart(c->xs);
+    c->state = C2S_TLS_WAIT;
+    if (pv_conn_start_tls_server(c->conn, c->host->tls) != PV_OK)
+        c2s_stream_error(c, "internal-server-error", "tls failed");
+}
+
+static void
+c2s_sasl_send(void *arg, const char *xml, size_t len)
+{
+    c2s_write(arg, xml, len);
+}
+
+static void
+c2s_sasl_done(void *arg, const char *user)
+{
+    pv_c2s_t *c = arg;
+
+    if (user == NULL) {
+        pv_server_auth_failed(c->srv, pv_conn_peer_ip(c->conn));
+        return;
+    }
+    c->user = pv_xstrdup(user);
+    pv_log(PV_LOG_INFO, "c2s", "c2s#%lu %s: authenticated as %s@%s", c->id,
+           pv_conn_peer_ip(c->conn), user, c->host->name);
+    /* RFC 6120 §6.4.6: the stream restarts after <success/> */
+    pv_xmlstream_restart(c->xs);
+    c->state = C2S_HEADER;
+}
+
+static void
+c2s_bind(pv_c2s_t *c, pv_stanza_t *st, pv_node_t *bind)
+{
+    pv_node_t *rn = pv_node_child(bind, "resource", NS_BIND);
+    const char *cond = NULL;
+    char *res = NULL;
+    pv_stanza_t *reply;
+    pv_node_t *b, *j;
+
+    if (c->bound) {
+        pv_stanza_t *e = pv_stanza_error(st, PV_ERR_CANCEL, "not-allowed",
+                                         NULL);
+        if (e) {
+            pv_c2s_send(c, e);
+            pv_stanza_unref(e);
+        }
+        return;
+    }
+    if (rn != NULL) {
+        const char *text = pv_node_text(rn, st->arena);
+        if (text != NULL && *text != '\0') {
+            res = pv_jid_prep_resource(text, strlen(text));
+            if (res == NULL)
+                cond = "bad-request";
+        }
+    }
+    if (cond == NULL) {
+        c->session = pv_session_bind(c, c->host, c->user, res, &cond);
+    }
+    free(res);
+    if (c->session == NULL) {
+        pv_stanza_t *e = pv_stanza_error(st, PV_ERR_MODIFY,
+                                         cond ? cond : "bad-request", NULL);
+        if (e) {
+            pv_c2s_send(c, e);
+            pv_stanza_unref(e);
+        }
+        return;
+    }
+    c->bound = 1;
+    if (c->auth_timer != NULL) {
+        pv_timer_cancel(c->auth_timer);
+        c->auth_timer = NULL;
+    }
+    reply = pv_stanza_build("iq");
+    pv_node_set_attr(reply->arena, reply->root, "type", "result");
+    if (st->id)
+        pv_node_set_attr(reply->arena, reply->root, "id", st->id);
+    b = pv_node_new(reply->arena, "bind", NS_BIND, reply->root);
+    j = pv_node_new(reply->arena, "jid", NS_BIND, b);
+    pv_node_add_text(reply->arena, j, c->session->jid.full,
+                     strlen(c->session->jid.full));
+    pv_c2s_send(c, reply);
+    pv_stanza_unref(reply);
+    pv_log(PV_LOG_INFO, "c2s", "c2s#%lu: bound %s", c->id,
+           c->session->jid.full);
+}
+
+/* Before binding only bind and session IQs are allowed. */
+static void
+c2s_prebind_stanza(pv_c2s_t *c, pv_stanza_t *st)
+{
+    pv_node_t *payload = pv_node_first_element(st->root);
+
+    if (st->kind == PV_STANZA_IQ && st->type && !strcmp(st->type, "set") &&
+        payload != NULL && !strcmp(payload->name, "bind") &&
+        !strcmp(payload->xmlns, NS_BIND)) {
+        c2s_bind(c, st, payload);
+        return;
+    }
+    c2s_stream_error(c, "not-authorized", "bind a resource first");
+}
+
+static int
+c2s_rate_ok(pv_c2s_t *c, size_t bytes, unsigned stanzas)
+{
+    const pv_core_conf_t *cc = c2s_conf(c);
+    uint64_t now = pv_loop_now_ms(c->srv->loop);
+    double dt = (double)(now - c->bucket_ms) / 1000.0;
+
+    c->bucket_ms = now;
+    if (cc->c2s_rate_limit != PV_SIZE_OFF) {
+        double cap = 2.0 * (double)cc->c2s_rate_limit;
+        c->byte_tokens += dt * (double)cc->c2s_rate_limit;
+        if (c->byte_tokens > cap)
+            c->byte_tokens = cap;
+        c->byte_tokens -= (double)bytes;
+        if (c->byte_tokens < 0)
+            return 0;
+    }
+    if (cc->c2s_stanza_rate > 0 && stanzas) {
+        double cap = 2.0 * (double)cc->c2s_stanza_rate;
+        c->stanza_tokens += dt * (double)cc->c2s_stanza_rate;
+        if (c->stanza_tokens > cap)
+            c->stanza_tokens = cap;
+        c->stanza_tokens -= stanzas;
+        if (c->stanza_tokens < 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void
+c2s_client_stanza(pv_c2s_t *c, pv_stanza_t *st)
+{
+    pv_session_t *s = c->session;
+    const pv_jid_t *to;
+
+    /* RFC 6120 §8.1.2.1: the server stamps the full JID as from */
+    pv_node_set_attr(st->arena, st->root, "from", s->jid.full);
+    pv_stanza_touch(st);
+    if (pv_stanza_parse_addrs(st, NULL) != PV_OK) {
+        st->to = NULL;
+        st->from = pv_arena_calloc(st->arena, sizeof(pv_jid_t));
+        pv_jid_copy(&s->jid, st->from, st->arena);
+        pv_node_remove_attr(st->root, "to");
+        pv_send_error(s, st, PV_ERR_MODIFY, "jid-malformed", NULL);
+        return;
+    }
+    if (st->kind == PV_STANZA_IQ) {
+        if (st->id == NULL || st->type == NULL ||
+            (strcmp(st->type, "get") && strcmp(st->type, "set") &&
+             strcmp(st->type, "result") && strcmp(st->type, "error"))) {
+            /* bad-request, answered from the account itself */
+            if (st->to == NULL)
+                pv_stanza_parse_addrs(st, &s->jid);
+            pv_send_error(s, st, PV_ERR_MODIFY, "bad-request", NULL);
+            return;
+        }
+    }
+    if (st->kind == PV_STANZA_PRESENCE && st->to == NULL) {
+        /* broadcast presence: the core keeps availability and priority
+         * for routing (RFC 6121 §8.5.2.1); modules do the rest */
+        const char *type = st->type;
+        if (type == NULL || strcmp(type, "unavailable") == 0) {
+            pv_node_t *p = pv_node_child(st->root, "priority", NULL);
+            int prio = 0;
+            if (p != NULL) {
+                const char *t = pv_node_text(p, st->arena);
+                prio = t ? atoi(t) : 0;
+                if (prio < -128 || prio > 127)
+                    prio = 0;
+            }
+            pv_session_set_presence(s, type == NULL, prio);
+        }
+    }
+    if (st->to == NULL) {
+        pv_jid_t *bare = pv_arena_calloc(st->arena, sizeof(*bare));
+        pv_jid_make(s->jid.node, s->jid.domain, NULL, bare, st->arena);
+        st->to = bare;
+    }
+    to = st->to;
+    (void)to;
+    pv_route(s, st);
+}
+
+static void
+c2s_stanza(void *ud, pv_stanza_t *st)
+{
+    pv_c2s_t *c = ud;
+    const char *ns = st->root->xmlns;
+
+    if (c->state != C2S_OPEN) {
+        pv_stanza_unref(st);
+        return;
+    }
+    if (!c2s_rate_ok(c, 0, 1)) {
+        pv_stanza_unref(st);
+        c2s_stream_error(c, "policy-violation", "too many stanzas");
+        return;
+    }
+    if (strcmp(ns, NS_TLS) == 0 && strcmp(st->root->name, "starttls") == 0) {
+        if (c->user == NULL)
+            c2s_starttls(c);
+        else
+            c2s_stream_error(c, "policy-violation", NULL);
+    } else if (strcmp(ns, NS_SASL) == 0) {
+        if (c->user != NULL) {
+            c2s_stream_error(c, "policy-violation", "already authenticated");
+        } else if (!c->tls && c2s_conf(c)->c2s_require_encryption) {
+            static const char enc[] = "<failure xmlns='" NS_SASL
+                "'><encryption-required/></failure>";
+            c2s_write(c, enc, sizeof(enc) - 1);
+        } else {
+            if (c->sasl == NULL)
+                c->sasl = pv_sasl_new(c->host, c->conn, c2s_sasl_send,
+                                      c2s_sasl_done, c);
+            pv_sasl_input(c->sasl, st->root);
+        }
+    } else if (c->user == NULL) {
+        c2s_stream_error(c, "not-authorized", NULL);
+    } else if (st->kind == PV_STANZA_OTHER) {
+        c2s_stream_error(c, "unsupported-stanza-type", NULL);
+    } else if (!c->bound) {
+        c2s_prebind_stanza(c, st);
+    } else {
+        pv_node_t *p = pv_node_first_element(st->root);
+        if (st->kind == PV_STANZA_IQ && p != NULL &&
+            !strcmp(p->name, "session") && !strcmp(p->xmlns, NS_SESSION) &&
+            st->type && !strcmp(st->type, "set") && 
+            pv_node_attr(st->root, "to") == NULL) {
+            /* RFC 3921 §3: a no-op kept for old clients */
+            pv_stanza_t *r = pv_stanza_build("iq");
+            pv_node_set_attr(r->arena, r->root, "type", "result");
+            if (st->id)
+                pv_node_set_attr(r->arena, r->root, "id", st->id);
+            pv_c2s_send(c, r);
+            pv_stanza_unref(r);
+        } else {
+            c2s_client_stanza(c, st);
+        }
+    }
+    pv_stanza_unref(st);
+}
+
+static const pv_xmlstream_cb_t c2s_xml_cb = {
+    .stream_open = c2s_stream_open,
+    .stanza = c2s_stanza,
+    .stream_close = c2s_stream_close,
+    .error = c2s_parse_error,
+};
+
+/* --- connection callbacks ------------------------------------------ */
+
+static void
+c2s_on_data(pv_conn_t *conn, const char *data, size_t len)
+{
+    pv_c2s_t *c = pv_conn_data(conn);
+
+    c->last_active = pv_loop_now_ms(c->srv->loop);
+    if (c->state == C2S_CLOSED || c->state == C2S_TLS_WAIT)
+        return;
+    if (!c2s_rate_ok(c, len, 0)) {
+        c2s_stream_error(c, "policy-violation", "too many bytes");
+        return;
+    }
+    while (len > 0 && c->state != C2S_CLOSED) {
+        size_t used = len;
+        int rc = pv_xmlstream_feed(c->xs, data, len, &used);
+
+        if (rc != PV_AGAIN)
+            break;
+        data += used;
+        len -= used;
+        if (c->state == C2S_TLS_WAIT) {
+            /* RFC 6120 §5.4.3.3: nothing may follow <starttls/> in clear */
+            if (len > 0)
+                c2s_stream_error(c, "policy-violation", NULL);
+            break;
+        }
+    }
+}
+
+static void
+c2s_on_tls_done(pv_conn_t *conn, int ok, const char *err)
+{
+    pv_c2s_t *c = pv_conn_data(conn);
+
+    if (!ok) {
+        pv_log(PV_LOG_INFO, "c2s", "c2s#%lu %s: tls failed: %s", c->id,
+               pv_conn_peer_ip(conn), err ? err : "?");
+        c->state = C2S_CLOSED;
+        pv_conn_abort(conn, "tls failed");
+        return;
+    }
+    c->tls = 1;
+    c->header_sent = 0;
+    c->state = C2S_HEADER;
+}
+
+static void
+c2s_on_close(pv_conn_t *conn, const char *reason)
+{
+    pv_c2s_t *c = pv_conn_data(conn);
+
+    pv_log(PV_LOG_DEBUG, "c2s", "c2s#%lu closed: %s", c->id,
+           reason ? reason : "");
+    c->state = C2S_CLOSED;
+    if (c->counted)
+        pv_server_conn_closed(c->srv, pv_conn_peer_ip(conn));
+    c->conn = NULL;
+    if (c->session != NULL) {
+        pv_session_t *s = c->session;
+        c->session = NULL;
+        s->c2s = NULL;
+        pv_session_destroy(s);
+    }
+    if (c->auth_timer != NULL)
+        pv_timer_cancel(c->auth_timer);
+    if (c->sasl != NULL)
+        pv_sasl_free(c->sasl);
+    pv_xmlstream_free(c->xs);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->c2s_list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->host != NULL)
+        pv_host_unref(c->host);
+    free(c->user);
+    free(c);
+}
+
+static pv_c2s_t *
+c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
+{
+    pv_c2s_t *c = pv_xcalloc(1, sizeof(*c));
+    const pv_core_conf_t *cc = PV_GLOBAL(srv);
+    pv_xmlstream_limits_t lim;
+    const char *ip = pv_conn_peer_ip(conn);
+
+    c->srv = srv;
+    c->conn = conn;
+    c->id = ++srv->next_id;
+    c->state = direct_tls ? C2S_TLS_WAIT : C2S_HEADER;
+    c->last_active = c->bucket_ms = pv_loop_now_ms(srv->loop);
+    c->byte_tokens = cc->c2s_rate_limit != PV_SIZE_OFF
+                         ? 2.0 * (double)cc->c2s_rate_limit : 0;
+    c->stanza_tokens = cc->c2s_stanza_rate > 0
+                           ? 2.0 * (double)cc->c2s_stanza_rate : 0;
+    memset(&lim, 0, sizeof(lim));
+    lim.max_stanza_bytes = cc->c2s_max_stanza_size;
+    lim.max_depth = (unsigned)cc->xml_max_depth;
+    lim.max_attrs = (unsigned)cc->xml_max_attrs;
+    c->xs = pv_xmlstream_new(&c2s_xml_cb, c, &lim);
+    c->next = srv->c2s_list;
+    if (srv->c2s_list)
+        srv->c2s_list->prev = c;
+    srv->c2s_list = c;
+    pv_conn_set_handler(conn, &c2s_handler, c);
+    pv_conn_set_max_queue(conn, cc->c2s_send_queue_max);
+    if (srv->shutting_down)
+        c->reject = "system-shutdown";
+    else if (pv_server_conn_opened(srv, ip, &c->reject) == PV_OK)
+        c->counted = 1;
+    if (cc->c2s_auth_timeout != PV_DURATION_OFF &&
+        cc->c2s_auth_timeout > 0)
+        c->auth_timer = pv_timer_add(srv->loop, cc->c2s_auth_timeout, 0,
+                                     c2s_auth_timeout, c);
+    return c;
+}
+
+void
+pv_c2s_accept(void *arg, pv_conn_t *conn)
+{
+    c2s_new(arg, conn, 0);
+}
+
+void
+pv_c2s_accept_tls(void *arg, pv_conn_t *conn)
+{
+    pv_server_t *srv = arg;
+    pv_c2s_t *c = c2s_new(srv, conn, 1);
+    pv_tls_ctx_t *ctx = pv_server_sni(srv, NULL);
+
+    if (ctx == NULL || pv_conn_start_tls_server(conn, ctx) != PV_OK) {
+        pv_log(PV_LOG_ERROR, "c2s", "no certificate for direct TLS");
+        c->state = C2S_CLOSED;
+        pv_conn_abort(conn, "no certificate");
+    }
+}
+
+void
+pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st)
+{
+    size_t len;
+    const char *wire;
+
+    if (c->state == C2S_CLOSED || c->conn == NULL)
+        return;
+    wire = pv_stanza_wire(st, &len);
+    if (pv_conn_write(c->conn, wire, len) != PV_OK)
+        c2s_stream_error(c, "policy-violation", "too much queued output");
+}
+
+void
+pv_c2s_detach(pv_c2s_t *c)
+{
+    c->session = NULL;
+}
+
+uint64_t
+pv_c2s_last_active(const pv_c2s_t *c)
+{
+    return c->last_active;
+}
+
+const char *
+pv_c2s_peer_ip(const pv_c2s_t *c)
+{
+    return c->conn ? pv_conn_peer_ip(c->conn) : "";
+}
+
+void
+pv_c2s_shutdown_all(pv_server_t *srv)
+{
+    pv_c2s_t *c, *next;
+
+    for (c = srv->c2s_list; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == C2S_TLS_WAIT || c->state == C2S_CLOSED) {
+            if (c->conn)
+                pv_conn_abort(c->conn, "shutdown");
+            continue;
+        }
+        c2s_stream_error(c, "system-shutdown", NULL);
+    }
+}

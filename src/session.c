@@ -1,0 +1,209 @@
+/* src/session.c: the registry of bound c2s sessions (bare JID -> user ->
+ * resources), resource binding with conflict handling (RFC 6120 §7.7.2.2:
+ * the newer session wins) and the session accessors of the module API. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "palaver.h"
+
+pv_user_t *
+pv_user_find(pv_server_t *srv, const char *bare)
+{
+    return pv_map_get(&srv->users, bare);
+}
+
+pv_session_t *
+pv_session_find(pv_server_t *srv, const pv_jid_t *full)
+{
+    pv_user_t *u;
+    pv_session_t *s;
+
+    if (full->resource == NULL)
+        return NULL;
+    u = pv_map_get(&srv->users, full->bare);
+    for (s = u ? u->sessions : NULL; s != NULL; s = s->next_res)
+        if (strcmp(s->jid.resource, full->resource) == 0)
+            return s;
+    return NULL;
+}
+
+static void
+random_resource(char *out, size_t len)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char r[16];
+    size_t i;
+
+    RAND_bytes(r, sizeof(r));
+    for (i = 0; i + 1 < len && i < sizeof(r); i++)
+        out[i] = alphabet[r[i] % (sizeof(alphabet) - 1)];
+    out[i] = '\0';
+}
+
+static void
+session_unlink(pv_session_t *s)
+{
+    pv_user_t *u = s->user;
+    pv_session_t **pp;
+
+    if (u == NULL)
+        return;
+    for (pp = &u->sessions; *pp != NULL; pp = &(*pp)->next_res) {
+        if (*pp == s) {
+            *pp = s->next_res;
+            break;
+        }
+    }
+    s->user = NULL;
+    if (u->sessions == NULL) {
+        pv_map_del(&s->server->users, u->bare);
+        free(u->bare);
+        free(u);
+    }
+}
+
+pv_session_t *
+pv_session_bind(pv_c2s_t *c2s, pv_host_t *h, const char *user,
+                const char *resource, const char **cond)
+{
+    pv_server_t *srv = h->server;
+    char generated[20];
+    pv_session_t *s, *old;
+    pv_user_t *u;
+    pv_event_t ev;
+
+    if (resource == NULL || *resource == '\0') {
+        random_resource(generated, sizeof(generated));
+        resource = generated;
+    }
+    s = pv_xcalloc(1, sizeof(*s));
+    if (pv_jid_make(user, h->name, resource, &s->jid, NULL) != PV_OK) {
+        free(s);
+        *cond = "bad-request";
+        return NULL;
+    }
+    old = pv_session_find(srv, &s->jid);
+    if (old != NULL) {
+        /* RFC 6120 §7.7.2.2: terminate the old session */
+        pv_session_close(old, "conflict");
+        pv_session_destroy(old);
+    }
+    s->kind = PV_SESSION_C2S;
+    s->server = srv;
+    s->host = pv_host_ref(h);
+    s->c2s = c2s;
+    s->id = ++srv->next_id;
+    if (h->session_data_size)
+        s->mod_data = pv_xcalloc(1, h->session_data_size);
+    u = pv_map_get(&srv->users, s->jid.bare);
+    if (u == NULL) {
+        u = pv_xcalloc(1, sizeof(*u));
+        u->bare = pv_xstrdup(s->jid.bare);
+        pv_map_put(&srv->users, u->bare, u);
+    }
+    s->user = u;
+    s->next_res = u->sessions;
+    u->sessions = s;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PV_EV_SESSION_BOUND;
+    ev.host = h;
+    ev.session = s;
+    ev.user = s->jid.node;
+    pv_event_fire(&ev);
+    return s;
+}
+
+void
+pv_session_destroy(pv_session_t *s)
+{
+    pv_event_t ev;
+    size_t i;
+
+    if (s->closing)
+        return;
+    s->closing = 1;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PV_EV_SESSION_CLOSED;
+    ev.host = s->host;
+    ev.session = s;
+    ev.user = s->jid.node;
+    pv_event_fire(&ev);
+    session_unlink(s);
+    if (s->c2s != NULL) {
+        pv_c2s_detach(s->c2s);
+        s->c2s = NULL;
+    }
+    for (i = 0; s->mod_data && i < s->host->n_mods; i++) {
+        pv_modinst_t *mi = &s->host->mods[i];
+        if (mi->module->def->session_fini != NULL &&
+            mi->module->def->session_data_size)
+            mi->module->def->session_fini(mi->module, s,
+                                          s->mod_data + mi->slot_offset);
+    }
+    free(s->mod_data);
+    pv_jid_clear(&s->jid);
+    pv_host_unref(s->host);
+    free(s);
+}
+
+void
+pv_session_set_presence(pv_session_t *s, int available, int priority)
+{
+    pv_event_t ev;
+
+    s->available = available ? 1 : 0;
+    s->priority = priority;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PV_EV_PRESENCE_CHANGED;
+    ev.host = s->host;
+    ev.session = s;
+    ev.user = s->jid.node;
+    pv_event_fire(&ev);
+}
+
+const pv_jid_t *
+pv_session_jid(const pv_session_t *s)
+{
+    return &s->jid;
+}
+
+pv_host_t *
+pv_session_host(const pv_session_t *s)
+{
+    return s->host;
+}
+
+int
+pv_session_priority(const pv_session_t *s)
+{
+    return s->priority;
+}
+
+int
+pv_session_is_available(const pv_session_t *s)
+{
+    return s->available;
+}
+
+uint64_t
+pv_session_last_active(const pv_session_t *s)
+{
+    return s->c2s ? pv_c2s_last_active(s->c2s) : 0;
+}
+
+void
+pv_session_send(pv_session_t *s, pv_stanza_t *st)
+{
+    if (s->c2s != NULL && !s->closing)
+        pv_c2s_send(s->c2s, st);
+}
+
+void
+pv_session_close(pv_session_t *s, const char *condition)
+{
+    if (s->c2s != NULL)
+        pv_c2s_close(s->c2s, condition);
+}

@@ -686,8 +686,8 @@ typedef struct load_s {
     modent_t *mods;
     modent_t **set;                 /* enabled somewhere, by idx */
     size_t n_set;
-    scope_t **scopes;
-    size_t n_scopes;
+    scope_t **scopes;               /* malloc'd */
+    size_t n_scopes, cap_scopes;
 } load_t;
 
 static void PV_PRINTF(4, 5)
@@ -956,18 +956,18 @@ scope_new(load_t *L, unsigned kind, const config_setting_t *group,
           scope_t *parent)
 {
     scope_t *sc = pv_arena_calloc(L->tmp, sizeof(*sc));
-    scope_t **v;
 
     sc->kind = kind;
     sc->group = group;
     sc->parent = parent;
     sc->file = sfile(L, group);
     sc->line = sline(group);
-    v = pv_arena_alloc(L->tmp, (L->n_scopes + 1) * sizeof(scope_t *));
-    if (L->n_scopes > 0)
-        memcpy(v, L->scopes, L->n_scopes * sizeof(scope_t *));
-    v[L->n_scopes++] = sc;
-    L->scopes = v;
+    if (L->n_scopes == L->cap_scopes) {
+        L->cap_scopes = L->cap_scopes ? L->cap_scopes * 2 : 16;
+        L->scopes = pv_xrealloc(L->scopes,
+                                L->cap_scopes * sizeof(scope_t *));
+    }
+    L->scopes[L->n_scopes++] = sc;
     return sc;
 }
 
@@ -1586,6 +1586,7 @@ load(config_t *lc, int read_ok, const char *name, const char *base_dir,
         build(&L);
 
 out:
+    free(L.scopes);
     pv_arena_free(L.tmp);
     if (has_errors(&L)) {
         pv_config_free(cfg);

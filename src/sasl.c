@@ -238,8 +238,9 @@ sasl_scram_start(pv_sasl_t *s, int idx, const uint8_t *msg, size_t len)
     for (i = 0; s->mechs[i] != NULL; i++)
         if (strstr(s->mechs[i], "-PLUS") != NULL)
             plus_offered = 1;
+    /* the cb list is what XEP-0440 advertised: NULL when nothing was */
     s->scram = pv_scram_server_new(hash, mech_table[idx].plus, plus_offered,
-                                   s->cb_types);
+                                   s->cb_types[0] ? s->cb_types : NULL);
     if (pv_scram_server_client_first(s->scram, (const char *)msg, len) !=
         PV_OK) {
         sasl_failure(s, pv_scram_server_error(s->scram), 1);

@@ -419,6 +419,7 @@ pv_store_archive_query(pv_store_t *store, const char *host,
     memset(res, 0, sizeof(*res));
     if (store == NULL || store->kind != PV_STORE_ARCHIVE || q == NULL ||
         cb == NULL || (q->n_ids > 0 && q->ids == NULL) ||
+        q->n_ids > PV_ARCHIVE_MAX_LIMIT ||
         store_key(&k, host, user, NULL) != PV_OK)
         return PV_ERROR;
     rc = pv_lmdb_archive_query(store, &k, q, cb, arg, res);

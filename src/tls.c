@@ -111,9 +111,11 @@ bio_read_ex(BIO *b, char *buf, size_t len, size_t *readbytes)
     } else {
         if (len > t->in_len)
             len = t->in_len;
-        memcpy(buf, t->in, len);
-        t->in += len;
-        t->in_len -= len;
+        if (len > 0) {
+            memcpy(buf, t->in, len);
+            t->in += len;
+            t->in_len -= len;
+        }
     }
     if (len == 0) {
         /* Not EOF: the transport reports EOF itself. */

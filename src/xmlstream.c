@@ -638,7 +638,8 @@ pv_xmlstream_feed(pv_xmlstream_t *xs, const char *buf, size_t len,
     if (consumed == NULL)
         consumed = &dummy;
     *consumed = 0;
-    if (xs->state == XS_FAILED)
+    /* re-entering expat from one of its own callbacks is not possible */
+    if (xs->state == XS_FAILED || xs->busy)
         return PV_ERROR;
     if (len == 0)
         return PV_OK;
@@ -749,7 +750,11 @@ pv_xmlstream_memory(const pv_xmlstream_t *xs)
         n += strlen(xs->content_ns) + 1;
     if (xs->arena != NULL)
         n += pv_arena_size(xs->arena);
-    if (xs->p != NULL)
-        n += PV_XMLSTREAM_EXPAT_COST + (size_t)(xs->fed - xs->event_end);
+    if (xs->p != NULL) {
+        n += PV_XMLSTREAM_EXPAT_COST;
+        /* inside a callback event_end can be ahead of fed */
+        if (xs->fed > xs->event_end)
+            n += (size_t)(xs->fed - xs->event_end);
+    }
     return n;
 }

@@ -70,7 +70,8 @@ pv_xmlstream_t *pv_xmlstream_new(const pv_xmlstream_cb_t *cb, void *ud,
  *             gone;
  *   PV_ERROR  error() was called, now or by an earlier feed; no more
  *             callbacks will come until pv_xmlstream_restart().
- * consumed may be NULL. Must not be called from one of xs's callbacks.
+ * consumed may be NULL. Must not be called from one of xs's callbacks
+ * (it returns PV_ERROR there without looking at buf).
  * When a feed ends at a stanza boundary (only whitespace after the last
  * complete depth-1 element or the stream header) the expat parser is
  * freed; the next feed that is not pure whitespace rebuilds it from the

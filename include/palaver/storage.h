@@ -163,7 +163,9 @@ typedef struct pv_archive_query_s {
     uint64_t end_us;            /* inclusive; 0: open */
     const char *after_id;       /* exclusive; NULL: none */
     const char *before_id;      /* exclusive; NULL: none */
-    const char *const *ids;     /* only these ids (XEP-0313 <ids/>); NULL */
+    const char *const *ids;     /* only these ids (XEP-0313 <ids/>), at
+                                 * most PV_ARCHIVE_MAX_LIMIT; ids not in
+                                 * the archive are skipped; NULL: all */
     size_t n_ids;
     size_t limit;               /* page size, capped at
                                  * PV_ARCHIVE_MAX_LIMIT; 0 returns no item

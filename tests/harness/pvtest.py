@@ -86,12 +86,25 @@ def leave():
     return os.environ.get('PV_TEST_LEAVE') == '1'
 
 
+_factor = []
+
+
 def time_factor():
-    # Sanitizer builds are several times slower; every timeout scales.
-    try:
-        return float(os.environ.get('PV_TEST_TIME_FACTOR', '1'))
-    except ValueError:
-        return 1.0
+    """Every timeout scales by this: PV_TEST_TIME_FACTOR, else 3 for a
+    palaverd built with ASan (several times slower), else 1."""
+    if not _factor:
+        f = 1.0
+        try:
+            f = float(os.environ['PV_TEST_TIME_FACTOR'])
+        except (KeyError, ValueError):
+            try:
+                with open(palaverd_path(), 'rb') as fh:
+                    if b'__asan_init' in fh.read():
+                        f = 3.0
+            except OSError:
+                pass
+        _factor.append(f)
+    return _factor[0]
 
 
 def backend():
@@ -102,6 +115,9 @@ def available_modules(names=None):
     """Modules that exist as mod_NAME.so in the module path or are linked
     into palaverd (--enable-static-modules exports pv_module_NAME)."""
     found = set()
+    if os.environ.get('PV_STATIC_MODULES') == '1':
+        # --enable-static-modules: every module of the tree is linked in
+        found.update(names or CORE_MODULES)
     mp = module_path()
     if os.path.isdir(mp):
         for f in os.listdir(mp):
@@ -201,6 +217,7 @@ class Suite:
             if only and fn.__name__ not in only:
                 continue
             t0 = time.monotonic()
+            n_before = len(self.servers)
             try:
                 fn()
             except Skip as e:
@@ -213,8 +230,11 @@ class Suite:
                 print('FAIL %s.%s: %s' % (self.name, fn.__name__, e))
                 if not isinstance(e, TestFailure):
                     traceback.print_exc(file=sys.stdout)
+                shared = list(self.shared.values())
                 for srv in self.servers:
-                    if srv.started_once:
+                    if srv.started_once and (
+                            srv in shared or
+                            self.servers.index(srv) >= n_before):
                         print('     server %s log tail:\n%s' %
                               (srv.name, indent(srv.log_tail(25))))
                 continue

@@ -67,15 +67,15 @@ typedef struct pc_opts_s {
 typedef struct pc_elem_s {
     char name[64];
     char ns[128];
-    char *text;            /* text of the element itself (base64) */
-    char *jid;             /* <bind><jid> */
+    char *text; /* text of the element itself (base64) */
+    char *jid;  /* <bind><jid> */
     char *mechs[MAX_NAMES];
     size_t n_mechs;
     char *cbs[MAX_NAMES];
     size_t n_cbs;
     int has_starttls;
     int has_bind;
-    char cond[64];         /* first child of <failure/>/<stream:error/> */
+    char cond[64]; /* first child of <failure/>/<stream:error/> */
 } pc_elem_t;
 
 typedef struct pc_conn_s {
@@ -88,16 +88,15 @@ typedef struct pc_conn_s {
     int stream_open;
     int stream_closed;
     pc_elem_t cur;
-    pv_buf_t text;          /* character data of the current leaf */
-    char path2[64];         /* name of the current depth-2 child */
+    pv_buf_t text;  /* character data of the current leaf */
+    char path2[64]; /* name of the current depth-2 child */
     char path3[64];
-    pc_elem_t done[8];      /* completed elements, FIFO */
+    pc_elem_t done[8]; /* completed elements, FIFO */
     size_t n_done;
-    char fail_cond[64];     /* SASL condition of a refused exchange */
+    char fail_cond[64]; /* SASL condition of a refused exchange */
 } pc_conn_t;
 
-static void PV_PRINTF(1, 2) __attribute__((noreturn))
-die(const char *fmt, ...)
+static void PV_PRINTF(1, 2) __attribute__((noreturn)) die(const char *fmt, ...)
 {
     va_list ap;
 
@@ -276,8 +275,7 @@ next_elem(pc_conn_t *c)
         if (c->o->verbose)
             fprintf(stderr, "RECV %.*s\n", n, buf);
         if (XML_Parse(c->parser, buf, n, 0) == XML_STATUS_ERROR)
-            die("server XML: %s",
-                XML_ErrorString(XML_GetErrorCode(c->parser)));
+            die("server XML: %s", XML_ErrorString(XML_GetErrorCode(c->parser)));
     }
     e = c->done[0];
     memmove(&c->done[0], &c->done[1], (c->n_done - 1) * sizeof(e));
@@ -343,10 +341,9 @@ cb_data(pc_conn_t *c, const char *type, unsigned char *out, size_t cap)
     }
     if (strcmp(type, "tls-exporter") == 0) {
         if (cap < CB_EXPORTER_LEN ||
-            SSL_export_keying_material(c->ssl, out, CB_EXPORTER_LEN,
-                                       CB_EXPORTER_LABEL,
-                                       strlen(CB_EXPORTER_LABEL), NULL, 0,
-                                       0) != 1)
+            SSL_export_keying_material(
+                c->ssl, out, CB_EXPORTER_LEN, CB_EXPORTER_LABEL,
+                strlen(CB_EXPORTER_LABEL), NULL, 0, 0) != 1)
             return 0;
         return CB_EXPORTER_LEN;
     }
@@ -441,8 +438,8 @@ authenticate(pc_conn_t *c, pc_elem_t *features)
         die("cannot compute %s binding data", c->o->cb_type);
     if (c->o->corrupt_cb)
         cb[0] ^= 0x01;
-    sc = pv_scram_client_new(h, c->o->user, c->o->password, c->o->cb_type,
-                             cb, cb_len);
+    sc = pv_scram_client_new(h, c->o->user, c->o->password, c->o->cb_type, cb,
+                             cb_len);
     if (sc == NULL)
         die("pv_scram_client_new refused the arguments");
     for (i = 0; i < features->n_mechs; i++)
@@ -484,8 +481,8 @@ authenticate(pc_conn_t *c, pc_elem_t *features)
     if (strcmp(e.name, "success") != 0)
         goto failed;
     dec = pv_base64_decode(e.text, strlen(e.text), &len);
-    if (dec == NULL || pv_scram_client_server_final(sc, (const char *)dec,
-                                                    len) != PV_OK)
+    if (dec == NULL ||
+        pv_scram_client_server_final(sc, (const char *)dec, len) != PV_OK)
         die("server-final does not verify: %s", pv_scram_client_error(sc));
     free(dec);
     if (c->o->verbose)
@@ -512,38 +509,36 @@ failed:
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: plus_client --host H --port P --domain D --cafile F\n"
-            "         --user U --password PW --mech SCRAM-SHA-256-PLUS\n"
-            "         --cb tls-unique|tls-server-end-point|tls-exporter\n"
-            "         [--direct] [--tls12] [--corrupt-cb] [--no-xep0440]\n"
-            "         [--expect-failure COND] [--verbose]\n"
-            "--no-xep0440 skips the channel-binding feature check (for\n"
-            "servers without XEP-0440, e.g. to validate this client)\n"
-            "exit: 0 logged in and bound (or refused with COND as\n"
-            "expected), 1 authentication refused, 2 usage, 3 protocol\n");
+    fprintf(f, "usage: plus_client --host H --port P --domain D --cafile F\n"
+               "         --user U --password PW --mech SCRAM-SHA-256-PLUS\n"
+               "         --cb tls-unique|tls-server-end-point|tls-exporter\n"
+               "         [--direct] [--tls12] [--corrupt-cb] [--no-xep0440]\n"
+               "         [--expect-failure COND] [--verbose]\n"
+               "--no-xep0440 skips the channel-binding feature check (for\n"
+               "servers without XEP-0440, e.g. to validate this client)\n"
+               "exit: 0 logged in and bound (or refused with COND as\n"
+               "expected), 1 authentication refused, 2 usage, 3 protocol\n");
 }
 
 int
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "host", required_argument, NULL, 'H' },
-        { "port", required_argument, NULL, 'p' },
-        { "domain", required_argument, NULL, 'd' },
-        { "cafile", required_argument, NULL, 'c' },
-        { "user", required_argument, NULL, 'u' },
-        { "password", required_argument, NULL, 'w' },
-        { "mech", required_argument, NULL, 'm' },
-        { "cb", required_argument, NULL, 'b' },
-        { "direct", no_argument, NULL, 'D' },
-        { "tls12", no_argument, NULL, '2' },
-        { "no-xep0440", no_argument, NULL, 'n' },
-        { "corrupt-cb", no_argument, NULL, 'x' },
-        { "expect-failure", required_argument, NULL, 'e' },
-        { "verbose", no_argument, NULL, 'v' },
-        { NULL, 0, NULL, 0 }
-    };
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"domain", required_argument, NULL, 'd'},
+        {"cafile", required_argument, NULL, 'c'},
+        {"user", required_argument, NULL, 'u'},
+        {"password", required_argument, NULL, 'w'},
+        {"mech", required_argument, NULL, 'm'},
+        {"cb", required_argument, NULL, 'b'},
+        {"direct", no_argument, NULL, 'D'},
+        {"tls12", no_argument, NULL, '2'},
+        {"no-xep0440", no_argument, NULL, 'n'},
+        {"corrupt-cb", no_argument, NULL, 'x'},
+        {"expect-failure", required_argument, NULL, 'e'},
+        {"verbose", no_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0}};
     pc_opts_t o;
     pc_conn_t c;
     pc_elem_t f, e;
@@ -599,15 +594,13 @@ main(int argc, char **argv)
     elem_clear(&f);
     if (o.expect_failure) {
         /* the refusal is the success of this run */
-        if (rc == PC_AUTH_FAILED &&
-            strcmp(c.fail_cond, o.expect_failure) == 0)
+        if (rc == PC_AUTH_FAILED && strcmp(c.fail_cond, o.expect_failure) == 0)
             rc = PC_OK;
         else if (rc == PC_AUTH_FAILED)
             printf("refused with %s, expected %s\n", c.fail_cond,
                    o.expect_failure);
         else if (rc == PC_OK) {
-            printf("logged in although %s was expected\n",
-                   o.expect_failure);
+            printf("logged in although %s was expected\n", o.expect_failure);
             rc = PC_AUTH_FAILED;
         }
     } else if (rc == PC_OK) {

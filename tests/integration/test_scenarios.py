@@ -27,11 +27,12 @@ def accounts(files, domain):
     users = {}
     for f in files:
         for name, jid, pw in pvtest.scenario_clients(f):
-            jid = jid.replace('${domain}', domain).split('/')[0]
-            if users.get(jid, pw) != pw:
+            user = jid.replace('${domain}', domain).split('/')[0]
+            user = user.split('@')[0]
+            if users.get(user, pw) != pw:
                 raise SystemExit('%s: %s has two passwords across scenarios'
-                                 % (f, jid))
-            users[jid.split('@')[0]] = pw
+                                 % (f, user))
+            users[user] = pw
     return users
 
 
@@ -53,6 +54,58 @@ def make_test(path):
 FILES = scenario_files(sys.argv[1:])
 for _f in FILES:
     suite.test(make_test(_f))
+
+# The runner must be able to fail: each of these conversations is wrong.
+BROKEN = {
+    'wrong_text': """[client] romeo jid=version-romeo@${domain}/r password=romeo-pw
+romeo connects
+romeo sends:
+    <iq type='get' id='v' to='${domain}'><query xmlns='jabber:iq:version'/></iq>
+romeo receives:
+    <iq type='result' id='v'><query xmlns='jabber:iq:version'><name>Not Palaver</name></query></iq>
+""",
+    'wrong_namespace': """[client] romeo jid=ping-romeo@${domain}/r password=romeo-pw
+romeo connects
+romeo sends:
+    <iq type='get' id='p' to='${domain}'><ping xmlns='urn:xmpp:ping'/></iq>
+romeo receives:
+    <iq type='result' id='p' xmlns='jabber:server'/>
+""",
+    'missing_child': """[client] romeo jid=disco-romeo@${domain}/r password=romeo-pw
+romeo connects
+romeo sends:
+    <iq type='get' id='d' to='${domain}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>
+romeo receives:
+    <iq type='result' id='d'><query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:example:nonexistent'/></query></iq>
+""",
+    'unexpected_stanza': """[client] romeo jid=ping-romeo@${domain}/r password=romeo-pw
+romeo connects
+romeo sends:
+    <iq type='get' id='p2' to='${domain}'><ping xmlns='urn:xmpp:ping'/></iq>
+romeo receives nothing
+""",
+}
+
+
+def broken_test(name, text):
+    def test():
+        srv = suite.shared_server(users=accounts(FILES, 'localhost'))
+        path = os.path.join(srv.dir, 'broken-%s.scn' % name)
+        with open(path, 'w') as f:
+            f.write(text)
+        rc, out = pvtest.run_scenario(srv, path, extra=['--timeout', '1500'])
+        pvtest.check_eq(rc, 1, 'runner exit code for a wrong scenario '
+                        '(output: %s)' % out.strip())
+        pvtest.check('FAIL' in out and ('mismatch' in out or
+                                        'unexpected' in out),
+                     'runner output does not explain: %s' % out)
+    test.__name__ = 'runner_fails_on_' + name
+    return test
+
+
+if not sys.argv[1:]:
+    for _n, _t in BROKEN.items():
+        suite.test(broken_test(_n, _t))
 
 if __name__ == '__main__':
     sys.exit(suite.run([]))

@@ -41,12 +41,12 @@ typedef enum {
 
 typedef struct scn_client_s {
     char *name;
-    char *jid;        /* as written, variables expanded at connect */
+    char *jid; /* as written, variables expanded at connect */
     char *password;
     scn_tls_t tls;
     xmpp_conn_t *conn;
     scn_client_state_t state;
-    char *full;       /* bound JID */
+    char *full; /* bound JID */
     char *bare;
     xmpp_stanza_t **queue; /* received, not yet matched */
     size_t n_queue;
@@ -66,7 +66,7 @@ typedef enum {
 typedef struct scn_step_s {
     scn_step_kind_t kind;
     size_t client;
-    char *xml;        /* SENDS/RECEIVES, unexpanded */
+    char *xml; /* SENDS/RECEIVES, unexpanded */
     int line;
 } scn_step_t;
 
@@ -76,7 +76,7 @@ typedef struct scn_opts_s {
     int tls_port;
     const char *domain;
     const char *cafile;
-    const char *provides;  /* comma list, "all" or NULL */
+    const char *provides; /* comma list, "all" or NULL */
     long timeout_ms;
     long quiet_ms;
     int verbose;
@@ -93,7 +93,7 @@ typedef struct scn_s {
     size_t n_steps;
     char **requires;
     size_t n_requires;
-    int line;         /* line of the running step, for messages */
+    int line; /* line of the running step, for messages */
 } scn_t;
 
 /* ---------------------------------------------------------------------- */
@@ -174,8 +174,7 @@ str_add(scn_str_t *b, const char *s)
 
 #define SCN_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
-static void SCN_PRINTF(2, 3)
-str_printf(scn_str_t *b, const char *fmt, ...)
+static void SCN_PRINTF(2, 3) str_printf(scn_str_t *b, const char *fmt, ...)
 {
     va_list ap;
     char tmp[512];
@@ -224,8 +223,7 @@ trim_dup(const char *s)
     return xstrndup(s, (size_t)(e - s));
 }
 
-static void SCN_PRINTF(2, 3)
-scn_fail(scn_t *scn, const char *fmt, ...)
+static void SCN_PRINTF(2, 3) scn_fail(scn_t *scn, const char *fmt, ...)
 {
     va_list ap;
 
@@ -277,8 +275,8 @@ parse_client_line(scn_t *scn, char *line, int lineno)
         } else if (strcmp(tok, "tls=direct") == 0) {
             c.tls = SCN_TLS_DIRECT;
         } else {
-            fprintf(stdout, "%s:%d: unknown client option '%s'\n",
-                    scn->path, lineno, tok);
+            fprintf(stdout, "%s:%d: unknown client option '%s'\n", scn->path,
+                    lineno, tok);
             goto fail;
         }
     }
@@ -288,12 +286,12 @@ parse_client_line(scn_t *scn, char *line, int lineno)
         goto fail;
     }
     if (find_client(scn, c.name, strlen(c.name)) != NULL) {
-        fprintf(stdout, "%s:%d: client %s defined twice\n", scn->path,
-                lineno, c.name);
+        fprintf(stdout, "%s:%d: client %s defined twice\n", scn->path, lineno,
+                c.name);
         goto fail;
     }
-    scn->clients = xrealloc(scn->clients,
-                            (scn->n_clients + 1) * sizeof(*scn->clients));
+    scn->clients =
+        xrealloc(scn->clients, (scn->n_clients + 1) * sizeof(*scn->clients));
     scn->clients[scn->n_clients++] = c;
     return 0;
 fail:
@@ -304,8 +302,7 @@ fail:
 }
 
 static void
-add_step(scn_t *scn, scn_step_kind_t kind, size_t client, char *xml,
-         int line)
+add_step(scn_t *scn, scn_step_kind_t kind, size_t client, char *xml, int line)
 {
     scn_step_t *st;
 
@@ -371,9 +368,8 @@ parse_scn(scn_t *scn)
 
             for (tok = strtok_r(l + 9, " \t,", &save); tok != NULL;
                  tok = strtok_r(NULL, " \t,", &save)) {
-                scn->requires = xrealloc(scn->requires,
-                                         (scn->n_requires + 1) *
-                                         sizeof(char *));
+                scn->requires = xrealloc(scn->requires, (scn->n_requires + 1) *
+                                                            sizeof(char *));
                 scn->requires[scn->n_requires++] = xstrdup(tok);
             }
             continue;
@@ -383,8 +379,8 @@ parse_scn(scn_t *scn)
             continue;
         }
         if (isspace((unsigned char)l[0])) {
-            fprintf(stdout, "%s:%d: indented line outside a block\n",
-                    scn->path, lineno);
+            fprintf(stdout, "%s:%d: indented line outside a block\n", scn->path,
+                    lineno);
             rc = -1;
             break;
         }
@@ -398,17 +394,17 @@ parse_scn(scn_t *scn)
         }
         verb = sp + 1;
         if (strcmp(verb, "connects") == 0) {
-            add_step(scn, SCN_STEP_CONNECTS, (size_t)(c - scn->clients),
-                     NULL, lineno);
+            add_step(scn, SCN_STEP_CONNECTS, (size_t)(c - scn->clients), NULL,
+                     lineno);
         } else if (strcmp(verb, "disconnects") == 0) {
             add_step(scn, SCN_STEP_DISCONNECTS, (size_t)(c - scn->clients),
                      NULL, lineno);
         } else if (strcmp(verb, "receives nothing") == 0) {
-            add_step(scn, SCN_STEP_NOTHING, (size_t)(c - scn->clients),
-                     NULL, lineno);
+            add_step(scn, SCN_STEP_NOTHING, (size_t)(c - scn->clients), NULL,
+                     lineno);
         } else if (strcmp(verb, "sends:") == 0 ||
                    strcmp(verb, "receives:") == 0) {
-            scn_str_t block = { NULL, 0, 0 };
+            scn_str_t block = {NULL, 0, 0};
 
             while (i + 1 < n_lines &&
                    (is_blank(lines[i + 1]) ||
@@ -418,14 +414,12 @@ parse_scn(scn_t *scn)
                 str_add(&block, "\n");
             }
             if (block.s == NULL || is_blank(block.s)) {
-                fprintf(stdout, "%s:%d: empty XML block\n", scn->path,
-                        lineno);
+                fprintf(stdout, "%s:%d: empty XML block\n", scn->path, lineno);
                 free(block.s);
                 rc = -1;
                 break;
             }
-            add_step(scn, verb[0] == 's' ? SCN_STEP_SENDS
-                                         : SCN_STEP_RECEIVES,
+            add_step(scn, verb[0] == 's' ? SCN_STEP_SENDS : SCN_STEP_RECEIVES,
                      (size_t)(c - scn->clients), block.s, lineno);
         } else {
             fprintf(stdout, "%s:%d: unknown verb '%s'\n", scn->path, lineno,
@@ -475,8 +469,8 @@ lookup_var(scn_t *scn, const char *var, size_t len, scn_str_t *out)
     }
     if (flen == 4 && strncmp(field, "full", 4) == 0) {
         if (c->full == NULL) {
-            scn_fail(scn, "${%.*s}: %s has not connected yet", (int)len,
-                     var, c->name);
+            scn_fail(scn, "${%.*s}: %s has not connected yet", (int)len, var,
+                     c->name);
             return -1;
         }
         str_add(out, c->full);
@@ -508,7 +502,7 @@ lookup_var(scn_t *scn, const char *var, size_t len, scn_str_t *out)
 static char *
 expand(scn_t *scn, const char *in)
 {
-    scn_str_t out = { NULL, 0, 0 };
+    scn_str_t out = {NULL, 0, 0};
     const char *p = in;
 
     str_add(&out, "");
@@ -522,8 +516,8 @@ expand(scn_t *scn, const char *in)
         }
         str_addn(&out, p, (size_t)(s - p));
         e = strchr(s, '}');
-        if (e == NULL || lookup_var(scn, s + 2, (size_t)(e - s - 2),
-                                    &out) < 0) {
+        if (e == NULL ||
+            lookup_var(scn, s + 2, (size_t)(e - s - 2), &out) < 0) {
             scn_fail(scn, "unknown or unset variable in '%.40s'", s);
             free(out.s);
             return NULL;
@@ -563,10 +557,8 @@ has_text(xmpp_stanza_t *st)
 {
     xmpp_stanza_t *ch;
 
-    for (ch = xmpp_stanza_get_children(st); ch;
-         ch = xmpp_stanza_get_next(ch)) {
-        if (xmpp_stanza_is_text(ch) &&
-            !is_blank(xmpp_stanza_get_text_ptr(ch)))
+    for (ch = xmpp_stanza_get_children(st); ch; ch = xmpp_stanza_get_next(ch)) {
+        if (xmpp_stanza_is_text(ch) && !is_blank(xmpp_stanza_get_text_ptr(ch)))
             return 1;
     }
     return 0;
@@ -575,13 +567,12 @@ has_text(xmpp_stanza_t *st)
 static char *
 own_text(xmpp_stanza_t *st)
 {
-    scn_str_t b = { NULL, 0, 0 };
+    scn_str_t b = {NULL, 0, 0};
     xmpp_stanza_t *ch;
     char *t;
 
     str_add(&b, "");
-    for (ch = xmpp_stanza_get_children(st); ch;
-         ch = xmpp_stanza_get_next(ch))
+    for (ch = xmpp_stanza_get_children(st); ch; ch = xmpp_stanza_get_next(ch))
         if (xmpp_stanza_is_text(ch))
             str_add(&b, xmpp_stanza_get_text_ptr(ch));
     t = trim_dup(b.s);
@@ -624,8 +615,8 @@ assign_children(const char *m, size_t n_w, size_t n_g, size_t wi, char *used)
 }
 
 static int match_elem(xmpp_stanza_t *want, const char *want_pns,
-                      xmpp_stanza_t *got, const char *got_pns,
-                      const char *path, scn_str_t *why);
+                      xmpp_stanza_t *got, const char *got_pns, const char *path,
+                      scn_str_t *why);
 
 static int
 match_children(xmpp_stanza_t *want, const char *wns, xmpp_stanza_t *got,
@@ -640,8 +631,8 @@ match_children(xmpp_stanza_t *want, const char *wns, xmpp_stanza_t *got,
     memset(used, 0, n_g + 1);
     for (wi = 0; wi < n_w; wi++)
         for (gj = 0; gj < n_g; gj++)
-            m[wi * n_g + gj] = (char)match_elem(w[wi], wns, g[gj], gns, here,
-                                                NULL);
+            m[wi * n_g + gj] =
+                (char)match_elem(w[wi], wns, g[gj], gns, here, NULL);
     ok = assign_children(m, n_w, n_g, 0, used);
     if (!ok && why) {
         for (wi = 0; wi < n_w; wi++) {
@@ -676,8 +667,10 @@ match_children(xmpp_stanza_t *want, const char *wns, xmpp_stanza_t *got,
             break;
         }
         if (wi == n_w)
-            str_printf(why, "%s: expected children cannot all be matched by "
-                       "distinct received children", here);
+            str_printf(why,
+                       "%s: expected children cannot all be matched by "
+                       "distinct received children",
+                       here);
     }
     free(m);
     free(used);
@@ -702,8 +695,8 @@ match_elem(xmpp_stanza_t *want, const char *want_pns, xmpp_stanza_t *got,
     char *here;
     int i, ok = 1;
 
-    if (strcmp(wname, gname) != 0 || strcmp(wns ? wns : "",
-                                            gns ? gns : "") != 0) {
+    if (strcmp(wname, gname) != 0 ||
+        strcmp(wns ? wns : "", gns ? gns : "") != 0) {
         if (why)
             str_printf(why, "%s: expected element {%s}%s, got {%s}%s", path,
                        wns ? wns : "", wname, gns ? gns : "", gname);
@@ -726,8 +719,8 @@ match_elem(xmpp_stanza_t *want, const char *want_pns, xmpp_stanza_t *got,
             ok = 0;
         } else if (strcmp(v, SCN_ANY) != 0 && strcmp(v, gv) != 0) {
             if (why)
-                str_printf(why, "%s: attribute %s='%s', expected '%s'",
-                           here, k, gv, v);
+                str_printf(why, "%s: attribute %s='%s', expected '%s'", here, k,
+                           gv, v);
             ok = 0;
         }
     }
@@ -737,8 +730,7 @@ match_elem(xmpp_stanza_t *want, const char *want_pns, xmpp_stanza_t *got,
 
         if (strcmp(wt, SCN_ANY) != 0 && strcmp(wt, gt) != 0) {
             if (why)
-                str_printf(why, "%s: text '%s', expected '%s'", here, gt,
-                           wt);
+                str_printf(why, "%s: text '%s', expected '%s'", here, gt, wt);
             ok = 0;
         }
         free(wt);
@@ -818,8 +810,7 @@ on_conn(xmpp_conn_t *conn, xmpp_conn_event_t event, int error,
         char buf[256];
 
         snprintf(buf, sizeof(buf), "%s (error %d%s%s)",
-                 event == XMPP_CONN_FAIL ? "connection failed"
-                                         : "disconnected",
+                 event == XMPP_CONN_FAIL ? "connection failed" : "disconnected",
                  error, serr ? ", stream error " : "",
                  serr && serr->text ? serr->text : (serr ? "set" : ""));
         c->fail_reason = xstrdup(buf);
@@ -914,7 +905,8 @@ step_connects(scn_t *scn, scn_client_t *c)
     if (c->state != SCN_CLIENT_CONNECTED) {
         scn_fail(scn, "%s connects: %s", c->name,
                  c->state == SCN_CLIENT_CONNECTING ? "timed out"
-                 : c->fail_reason ? c->fail_reason : "failed");
+                 : c->fail_reason                  ? c->fail_reason
+                                                   : "failed");
         return -1;
     }
     if (scn->opts->verbose)
@@ -946,7 +938,7 @@ static int
 step_receives(scn_t *scn, scn_client_t *c, const char *xml)
 {
     char *text = expand(scn, xml);
-    scn_str_t wrapped = { NULL, 0, 0 };
+    scn_str_t wrapped = {NULL, 0, 0};
     xmpp_stanza_t *pattern, *want;
     long deadline;
     int rc = 0;
@@ -954,7 +946,7 @@ step_receives(scn_t *scn, scn_client_t *c, const char *xml)
     if (text == NULL)
         return -1;
     str_add(&wrapped, "<scn-block xmlns='" SCN_NS_CLIENT "' "
-            "xmlns:stream='" SCN_NS_STREAMS "'>");
+                      "xmlns:stream='" SCN_NS_STREAMS "'>");
     str_add(&wrapped, text);
     str_add(&wrapped, "</scn-block>");
     free(text);
@@ -975,8 +967,8 @@ step_receives(scn_t *scn, scn_client_t *c, const char *xml)
             size_t i;
 
             for (i = 0; i < c->n_queue; i++) {
-                if (match_elem(want, SCN_NS_CLIENT, c->queue[i],
-                               SCN_NS_CLIENT, "", NULL)) {
+                if (match_elem(want, SCN_NS_CLIENT, c->queue[i], SCN_NS_CLIENT,
+                               "", NULL)) {
                     if (scn->opts->verbose)
                         print_stanza("  matched: ", c->queue[i]);
                     queue_remove(c, i);
@@ -986,10 +978,9 @@ step_receives(scn_t *scn, scn_client_t *c, const char *xml)
             }
             if (matched)
                 break;
-            if (now_ms() >= deadline || (c->state == SCN_CLIENT_CLOSED &&
-                                         c->conn != NULL &&
-                                         xmpp_conn_is_disconnected(
-                                             c->conn))) {
+            if (now_ms() >= deadline ||
+                (c->state == SCN_CLIENT_CLOSED && c->conn != NULL &&
+                 xmpp_conn_is_disconnected(c->conn))) {
                 scn_fail(scn, "%s receives: %s", c->name,
                          now_ms() >= deadline
                              ? "timed out waiting for"
@@ -998,13 +989,12 @@ step_receives(scn_t *scn, scn_client_t *c, const char *xml)
                 if (c->n_queue == 0)
                     fprintf(stdout, "  received: nothing unmatched\n");
                 for (i = 0; i < c->n_queue; i++) {
-                    scn_str_t why = { NULL, 0, 0 };
+                    scn_str_t why = {NULL, 0, 0};
 
                     print_stanza("  received: ", c->queue[i]);
-                    match_elem(want, SCN_NS_CLIENT, c->queue[i],
-                               SCN_NS_CLIENT, "", &why);
-                    fprintf(stdout, "    mismatch: %s\n",
-                            why.s ? why.s : "?");
+                    match_elem(want, SCN_NS_CLIENT, c->queue[i], SCN_NS_CLIENT,
+                               "", &why);
+                    fprintf(stdout, "    mismatch: %s\n", why.s ? why.s : "?");
                     free(why.s);
                 }
                 if (c->state == SCN_CLIENT_CLOSED && c->fail_reason)
@@ -1027,8 +1017,8 @@ step_nothing(scn_t *scn, scn_client_t *c)
     run_for(scn, scn->opts->quiet_ms);
     if (c->n_queue == 0)
         return 0;
-    scn_fail(scn, "%s receives nothing: got %zu unexpected stanza(s)",
-             c->name, c->n_queue);
+    scn_fail(scn, "%s receives nothing: got %zu unexpected stanza(s)", c->name,
+             c->n_queue);
     for (i = 0; i < c->n_queue; i++)
         print_stanza("  received: ", c->queue[i]);
     return -1;
@@ -1118,8 +1108,7 @@ run_file(const scn_opts_t *o, xmpp_ctx_t *ctx, const char *path)
     }
     for (i = 0; i < scn.n_requires; i++) {
         if (!provided(o, scn.requires[i])) {
-            fprintf(stdout, "SKIP %s (requires %s)\n", path,
-                    scn.requires[i]);
+            fprintf(stdout, "SKIP %s (requires %s)\n", path, scn.requires[i]);
             scn_free(&scn);
             return SCN_SKIP;
         }
@@ -1134,21 +1123,11 @@ run_file(const scn_opts_t *o, xmpp_ctx_t *ctx, const char *path)
             fprintf(stdout, "%s:%d: %s step %d\n", path, st->line, c->name,
                     (int)st->kind);
         switch (st->kind) {
-        case SCN_STEP_CONNECTS:
-            r = step_connects(&scn, c);
-            break;
-        case SCN_STEP_SENDS:
-            r = step_sends(&scn, c, st->xml);
-            break;
-        case SCN_STEP_RECEIVES:
-            r = step_receives(&scn, c, st->xml);
-            break;
-        case SCN_STEP_NOTHING:
-            r = step_nothing(&scn, c);
-            break;
-        case SCN_STEP_DISCONNECTS:
-            r = step_disconnects(&scn, c);
-            break;
+        case SCN_STEP_CONNECTS: r = step_connects(&scn, c); break;
+        case SCN_STEP_SENDS: r = step_sends(&scn, c, st->xml); break;
+        case SCN_STEP_RECEIVES: r = step_receives(&scn, c, st->xml); break;
+        case SCN_STEP_NOTHING: r = step_nothing(&scn, c); break;
+        case SCN_STEP_DISCONNECTS: r = step_disconnects(&scn, c); break;
         }
         if (r < 0)
             rc = SCN_FAIL;
@@ -1177,8 +1156,8 @@ run_file(const scn_opts_t *o, xmpp_ctx_t *ctx, const char *path)
                     pending = 1;
         }
     }
-    fprintf(stdout, "%s %s (%.1fs)\n", rc == SCN_PASS ? "PASS" : "FAIL",
-            path, (double)(now_ms() - t0) / 1000.0);
+    fprintf(stdout, "%s %s (%.1fs)\n", rc == SCN_PASS ? "PASS" : "FAIL", path,
+            (double)(now_ms() - t0) / 1000.0);
     scn_free(&scn);
     return rc;
 }
@@ -1186,83 +1165,57 @@ run_file(const scn_opts_t *o, xmpp_ctx_t *ctx, const char *path)
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: scn_runner [options] FILE.scn...\n"
-            "  --host ADDR      server address (127.0.0.1)\n"
-            "  --port N         c2s STARTTLS port (5222)\n"
-            "  --tls-port N     c2s direct TLS port (5223)\n"
-            "  --domain D       value of ${domain} (localhost)\n"
-            "  --cafile FILE    CA certificate to trust\n"
-            "  --trust-tls      accept any certificate\n"
-            "  --provide LIST   comma list satisfying 'requires:' "
-            "(default: all)\n"
-            "  --timeout MS     receive/connect timeout (5000)\n"
-            "  --quiet MS       'receives nothing' wait (1000)\n"
-            "  --verbose        trace steps and libstrophe\n"
-            "exit: 0 all passed, 1 a failure, 77 all skipped, 2 usage\n");
+    fprintf(f, "usage: scn_runner [options] FILE.scn...\n"
+               "  --host ADDR      server address (127.0.0.1)\n"
+               "  --port N         c2s STARTTLS port (5222)\n"
+               "  --tls-port N     c2s direct TLS port (5223)\n"
+               "  --domain D       value of ${domain} (localhost)\n"
+               "  --cafile FILE    CA certificate to trust\n"
+               "  --trust-tls      accept any certificate\n"
+               "  --provide LIST   comma list satisfying 'requires:' "
+               "(default: all)\n"
+               "  --timeout MS     receive/connect timeout (5000)\n"
+               "  --quiet MS       'receives nothing' wait (1000)\n"
+               "  --verbose        trace steps and libstrophe\n"
+               "exit: 0 all passed, 1 a failure, 77 all skipped, 2 usage\n");
 }
 
 int
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "host", required_argument, NULL, 'H' },
-        { "port", required_argument, NULL, 'p' },
-        { "tls-port", required_argument, NULL, 'P' },
-        { "domain", required_argument, NULL, 'd' },
-        { "cafile", required_argument, NULL, 'c' },
-        { "trust-tls", no_argument, NULL, 'T' },
-        { "provide", required_argument, NULL, 'r' },
-        { "timeout", required_argument, NULL, 't' },
-        { "quiet", required_argument, NULL, 'q' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
-    scn_opts_t o = { "127.0.0.1", 5222, 5223, "localhost", NULL, NULL,
-                     5000, 1000, 0, 0 };
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"tls-port", required_argument, NULL, 'P'},
+        {"domain", required_argument, NULL, 'd'},
+        {"cafile", required_argument, NULL, 'c'},
+        {"trust-tls", no_argument, NULL, 'T'},
+        {"provide", required_argument, NULL, 'r'},
+        {"timeout", required_argument, NULL, 't'},
+        {"quiet", required_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    scn_opts_t o = {"127.0.0.1", 5222, 5223, "localhost", NULL,
+                    NULL,        5000, 1000, 0,           0};
     xmpp_log_t *log = NULL;
     xmpp_ctx_t *ctx;
     int opt, i, n_fail = 0, n_skip = 0, n_pass = 0;
 
     while ((opt = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'H':
-            o.host = optarg;
-            break;
-        case 'p':
-            o.port = atoi(optarg);
-            break;
-        case 'P':
-            o.tls_port = atoi(optarg);
-            break;
-        case 'd':
-            o.domain = optarg;
-            break;
-        case 'c':
-            o.cafile = optarg;
-            break;
-        case 'T':
-            o.trust_tls = 1;
-            break;
-        case 'r':
-            o.provides = optarg;
-            break;
-        case 't':
-            o.timeout_ms = atol(optarg);
-            break;
-        case 'q':
-            o.quiet_ms = atol(optarg);
-            break;
-        case 'v':
-            o.verbose = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return SCN_PASS;
-        default:
-            usage(stderr);
-            return SCN_USAGE;
+        case 'H': o.host = optarg; break;
+        case 'p': o.port = atoi(optarg); break;
+        case 'P': o.tls_port = atoi(optarg); break;
+        case 'd': o.domain = optarg; break;
+        case 'c': o.cafile = optarg; break;
+        case 'T': o.trust_tls = 1; break;
+        case 'r': o.provides = optarg; break;
+        case 't': o.timeout_ms = atol(optarg); break;
+        case 'q': o.quiet_ms = atol(optarg); break;
+        case 'v': o.verbose = 1; break;
+        case 'h': usage(stdout); return SCN_PASS;
+        default: usage(stderr); return SCN_USAGE;
         }
     }
     if (optind >= argc) {

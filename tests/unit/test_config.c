@@ -183,6 +183,22 @@ expect_error(const char *text, int line, const char *msg)
     pv_conf_errors_free(&errs);
 }
 
+/* The source tree: the build passes PV_TEST_SRCDIR; make check also
+ * exports PV_SRCDIR and srcdir. */
+static const char *
+src_dir(void)
+{
+#ifdef PV_TEST_SRCDIR
+    return PV_TEST_SRCDIR;
+#else
+    const char *d = getenv("PV_SRCDIR");
+
+    if (d == NULL)
+        d = getenv("srcdir");
+    return d ? d : ".";
+#endif
+}
+
 static char *
 under_tmp(const char *rel)
 {
@@ -904,15 +920,13 @@ static void
 test_example_conf(void)
 {
     size_t n_known = 4;     /* disco, ping, version, time */
-    const char *srcdir = getenv("srcdir");
     pv_conf_errors_t errs = {0};
     pv_config_t *cfg;
     char path[PATH_MAX];
     size_t i;
     int c2s = 0, tls = 0;
 
-    snprintf(path, sizeof(path), "%s/conf/palaver.conf",
-             srcdir ? srcdir : ".");
+    snprintf(path, sizeof(path), "%s/conf/palaver.conf", src_dir());
     cfg = pv_config_load(path, fake_resolve, &n_known, &errs);
     if (cfg == NULL) {
         dump_errors(&errs);
@@ -936,6 +950,31 @@ test_example_conf(void)
     pv_conf_errors_free(&errs);
 }
 
+/* Every core directive has its entry in palaver.conf(5) (STYLE.md §8). */
+static void
+test_man_page(void)
+{
+    const pv_directive_t *d;
+    char path[PATH_MAX], line[512], want[128];
+    FILE *fp;
+    int found;
+
+    snprintf(path, sizeof(path), "%s/man/palaver.conf.5", src_dir());
+    fp = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    for (d = pv_core_directives; d->name != NULL; d++) {
+        snprintf(want, sizeof(want), ".BI \"%s ", d->name);
+        found = 0;
+        rewind(fp);
+        while (!found && fgets(line, sizeof(line), fp) != NULL)
+            found = strncmp(line, want, strlen(want)) == 0;
+        if (!found)
+            fprintf(stderr, "\nno man page entry for %s\n", d->name);
+        CU_ASSERT(found);
+    }
+    fclose(fp);
+}
+
 void test_suite_config(void);
 
 void
@@ -955,4 +994,5 @@ test_suite_config(void)
     CU_add_test(s, "each module resolved once", test_resolve_once);
     CU_add_test(s, "load from a string", test_load_string);
     CU_add_test(s, "conf/palaver.conf loads", test_example_conf);
+    CU_add_test(s, "man page lists every directive", test_man_page);
 }

@@ -40,7 +40,9 @@
 #define TEST_ASAN 1
 #endif
 #ifdef TEST_ASAN
-#include <sanitizer/allocator_interface.h>
+/* from the sanitizer runtime (sanitizer/allocator_interface.h, which
+ * gcc does not install) */
+size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 #define WAIT_MS 10000
@@ -223,8 +225,9 @@ h_data(pv_conn_t *c, const char *data, size_t len)
     peer_t *p = pv_conn_data(c);
 
     pv_buf_append(&p->got, data, len);
-    if (p->echo)
+    if (p->echo) {
         CU_ASSERT_EQUAL(pv_conn_write(c, data, len), PV_OK);
+    }
     switch (p->on_data_action) {
     case 1:
         pv_conn_close(c);
@@ -291,8 +294,9 @@ fix_accept(void *arg, pv_conn_t *c)
     CU_ASSERT_PTR_NULL(f->srv.c);
     f->srv.c = c;
     pv_conn_set_handler(c, &handler, &f->srv);
-    if (f->sctx != NULL)
+    if (f->sctx != NULL) {
         CU_ASSERT_EQUAL(pv_conn_start_tls_server(c, f->sctx), PV_OK);
+    }
 }
 
 static void
@@ -307,13 +311,15 @@ fix_connect(void *arg, pv_conn_t *c, const char *err)
     }
     f->cli.c = c;
     pv_conn_set_handler(c, &handler, &f->cli);
-    if (f->cctx != NULL)
+    if (f->cctx != NULL) {
         CU_ASSERT_EQUAL(pv_conn_start_tls_client(c, f->cctx, f->sni,
                                                  f->alpn),
                         PV_OK);
-    if (f->hello != NULL)
+    }
+    if (f->hello != NULL) {
         CU_ASSERT_EQUAL(pv_conn_write(c, f->hello, strlen(f->hello)),
                         PV_OK);
+    }
 }
 
 static void
@@ -1107,8 +1113,9 @@ run_sni(sni_map_t *m, const char *sni, const char *want_cn)
     CU_ASSERT_FATAL(run_until(f.loop, pred_cli_got_hello, &f));
     CU_ASSERT_EQUAL(pv_conn_tls_peer_cn(f.cli.c, cn, sizeof(cn)), PV_OK);
     CU_ASSERT_STRING_EQUAL(cn, want_cn);
-    if (sni != NULL)
+    if (sni != NULL) {
         CU_ASSERT_STRING_EQUAL(pv_conn_tls_sni(f.srv.c), sni);
+    }
     /* ALPN follows the listener's context after the SNI switch */
     CU_ASSERT_PTR_NOT_NULL_FATAL(pv_conn_tls_alpn(f.srv.c));
     CU_ASSERT_STRING_EQUAL(pv_conn_tls_alpn(f.srv.c), "xmpp-client");
@@ -1227,10 +1234,11 @@ run_channel_binding(int max_version)
                     PV_OK);
     CU_ASSERT_EQUAL(slen, clen);
     CU_ASSERT(memcmp(s, c, slen) == 0);
-    if (max_version == TLS1_2_VERSION)
+    if (max_version == TLS1_2_VERSION) {
         CU_ASSERT_EQUAL(slen, 12);      /* RFC 5246 §7.4.9 verify_data */
-    else
+    } else {
         CU_ASSERT(slen == 32 || slen == 48);
+    }
 
     /* tls-server-end-point: SHA-256 of our certificate's DER */
     slen = clen = 64;

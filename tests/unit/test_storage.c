@@ -18,6 +18,8 @@
 
 #include <palaver/storage.h>
 
+#include "storage_lmdb.h"
+
 /* ---- helpers ------------------------------------------------------------ */
 
 static char *
@@ -1037,6 +1039,55 @@ test_map_resized(void)
     rm_env(dir);
 }
 
+/* A request LMDB refuses (an empty key: MDB_BAD_VALSIZE) fails its batch;
+ * the batch is retried one request at a time so that only that request
+ * reports PV_ERROR and its neighbours commit. */
+static void
+test_bad_request_isolated(void)
+{
+    char *dir = tmp_env();
+    pv_storage_t *st = open_env(dir, 0);
+    pv_storage_stats_t s;
+    pv_store_t *kv;
+    pv_wreq_t *bad;
+    one_t o[3];
+    void *val;
+    size_t len;
+
+    CU_ASSERT_FATAL(st != NULL);
+    kv = pv_storage_store(st, "test", "kv", PV_STORE_KEYVAL);
+    CU_ASSERT_FATAL(kv != NULL);
+    memset(o, 0, sizeof(o));
+    bad = calloc(1, sizeof(*bad));
+    bad->op = PV_WOP_PUT;
+    bad->store = kv;
+    bad->key = malloc(1);
+    bad->key_len = 0;
+    bad->cb = one_cb;
+    bad->arg = &o[1];
+    pv_storage_cork(st);
+    CU_ASSERT(pv_store_put(kv, "example.org", "a", NULL, "A", 1, one_cb,
+                           &o[0]) == PV_OK);
+    pv_lmdb_submit(st, bad);
+    CU_ASSERT(pv_store_put(kv, "example.org", "b", NULL, "B", 1, one_cb,
+                           &o[2]) == PV_OK);
+    pv_storage_uncork(st);
+    pv_storage_sync(st);
+    CU_ASSERT(o[0].calls == 1 && o[0].rc == PV_OK);
+    CU_ASSERT(o[1].calls == 1 && o[1].rc == PV_ERROR);
+    CU_ASSERT(o[2].calls == 1 && o[2].rc == PV_OK);
+    pv_storage_stats(st, &s);
+    CU_ASSERT(s.failed_batches == 1);
+    CU_ASSERT(pv_store_get(kv, "example.org", "a", NULL, &val, &len)
+              == PV_OK);
+    free(val);
+    CU_ASSERT(pv_store_get(kv, "example.org", "b", NULL, &val, &len)
+              == PV_OK);
+    free(val);
+    pv_storage_close(st);
+    rm_env(dir);
+}
+
 /* ---- delete everywhere, schema, kinds ------------------------------- */
 
 static void
@@ -1199,6 +1250,7 @@ test_suite_storage(void)
     CU_add_test(s, "durability across reopen", test_durability);
     CU_add_test(s, "map growth", test_map_growth);
     CU_add_test(s, "map resized by another process", test_map_resized);
+    CU_add_test(s, "bad request isolated", test_bad_request_isolated);
     CU_add_test(s, "delete user everywhere", test_delete_everywhere);
     CU_add_test(s, "schema version and store kinds", test_schema_and_kinds);
 }

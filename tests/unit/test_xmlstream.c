@@ -32,6 +32,7 @@ typedef struct rec_s {
     int restart_auth;   /* restart after <starttls/> and <auth/>, as a
                          * server does after <proceed/> and <success/> */
     int free_in;        /* 1: free in the stanza callback, 2: in error */
+    int reenter;        /* try to feed from the stanza callback */
 } rec_t;
 
 static const char *
@@ -66,6 +67,10 @@ r_stanza(void *ud, pv_stanza_t *st)
     if (r->restart_auth && (strcmp(st->root->name, "starttls") == 0
                             || strcmp(st->root->name, "auth") == 0))
         pv_xmlstream_restart(r->xs);
+    if (r->reenter) {
+        CU_ASSERT_EQUAL(pv_xmlstream_feed(r->xs, "<a/>", 4, NULL), PV_ERROR);
+        CU_ASSERT(pv_xmlstream_memory(r->xs) > PV_XMLSTREAM_EXPAT_COST);
+    }
     if (r->free_in == 1) {
         pv_xmlstream_free(r->xs);
         r->xs = NULL;
@@ -692,6 +697,14 @@ test_restart(void)
                                       strlen(HDR) + 7, NULL), PV_ERROR);
     CU_ASSERT_PTR_NULL(r.xs);
     CU_ASSERT_EQUAL(r.n_errors, 1);
+    rec_fini(&r);
+
+    /* feeding from a callback is refused and changes nothing */
+    rec_init(&r, NULL);
+    r.reenter = 1;
+    FEED_OK(&r, HDR "<presence/><message/>");
+    CU_ASSERT_EQUAL(r.n_stanzas, 2);
+    CU_ASSERT_EQUAL(r.n_errors, 0);
     rec_fini(&r);
 
     /* a restart clears an error */

@@ -146,10 +146,21 @@ create_users() {
     [ -f "$STATE/users.created" ] && return 0
     has_module register && return 0
     say "creating $USERS accounts"
+    # The bench pins this script to the server's core, but the generator
+    # is not running yet: hash the passwords on every CPU so that the
+    # accounts are there within START_TIMEOUT.
+    local -a unpin=()
+    local last
+    last=$(($(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) - 1))
+    if [ "$last" -gt 0 ] && command -v taskset >/dev/null 2>&1 &&
+        taskset -c "0-$last" true 2>/dev/null; then
+        unpin=(taskset -c "0-$last")
+    fi
     awk -v n="$USERS" -v d="$DOMAIN" \
         'BEGIN { for (i = 1; i <= n; i++) printf "user%04d@%s:pass%04d\n", i, d, i }' |
-        "$PALAVERCTL" -c "$CONF" adduser --batch ||
+        "${unpin[@]}" "$PALAVERCTL" -c "$CONF" adduser --batch >/dev/null ||
         die "palaverctl adduser --batch failed"
+    say "created $USERS accounts in ${SECONDS}s"
     : >"$STATE/users.created"
 }
 

@@ -84,6 +84,10 @@ log_write(pv_log_level_t level, const char *ctx, const char *msg)
             level_names[level], ctx ? ctx : "", ctx ? ": " : "", msg);
 }
 
+static void log_vformat(pv_log_level_t level, const char *ctx,
+                        const char *suffix, const char *fmt, va_list ap)
+    PV_PRINTF(4, 0);
+
 static void
 log_vformat(pv_log_level_t level, const char *ctx, const char *suffix,
             const char *fmt, va_list ap)

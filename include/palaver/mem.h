@@ -46,7 +46,8 @@ typedef struct pv_buf_s {
 void pv_buf_append(pv_buf_t *b, const void *data, size_t len);
 void pv_buf_puts(pv_buf_t *b, const char *s);
 void pv_buf_printf(pv_buf_t *b, const char *fmt, ...) PV_PRINTF(2, 3);
-void pv_buf_vprintf(pv_buf_t *b, const char *fmt, va_list ap);
+void pv_buf_vprintf(pv_buf_t *b, const char *fmt, va_list ap)
+    PV_PRINTF(2, 0);
 /* Appends s with XML escaping of & < > and, when in_attr, ' and ". */
 void pv_buf_append_escaped(pv_buf_t *b, const char *s, size_t len, int in_attr);
 void pv_buf_reset(pv_buf_t *b);

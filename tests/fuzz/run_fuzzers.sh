@@ -85,13 +85,14 @@ report() {
         say "$n: ok (${execs:-?} runs in ${SECONDS_EACH}s)"
     else
         say "$n: FAILED (exit $rc); findings in $FINDINGS/$n/"
-        # The sanitizer's report, from its first line: the tail is mostly
-        # the shadow-memory legend.
-        if grep -q '^==[0-9]*==ERROR\|^SUMMARY:\|ERROR: libFuzzer' "$dir/log"; then
-            sed -n '/^==[0-9]*==ERROR\|ERROR: libFuzzer/,$p' "$dir/log" | head -40 >&2
-        else
-            tail -40 "$dir/log" >&2
-        fi
+        # The report from a few lines before the sanitizer's first line
+        # (a harness's own message comes just before it), without
+        # libFuzzer's progress lines; the rest is in the findings log.
+        grep -v -e '^#[0-9]' -e '^INFO:' -e '^[[:space:]]*NEW_FUNC' "$dir/log" |
+            awk '/==[0-9]+==.*ERROR|ERROR: libFuzzer|^SUMMARY:/ && !f { f = NR }
+                 { l[NR] = $0 }
+                 END { s = f ? f - 8 : NR - 40; if (s < 1) s = 1
+                       for (i = s; i <= NR && i < s + 48; i++) print l[i] }' >&2
         failed+=("$n")
     fi
 }

@@ -175,6 +175,7 @@ class Suite:
         self.tests = []
         self.servers = []
         self.shared = {}
+        self.shared_errors = {}
         self.failed = False
 
     def test(self, fn):
@@ -189,10 +190,20 @@ class Suite:
     def shared_server(self, key='default', **kw):
         """A started server shared by tests that do not disturb each
         other; created on first use."""
+        err = self.shared_errors.get(key)
+        if err is not None:
+            # failed once: do not pay another start timeout per test
+            raise err
         srv = self.shared.get(key)
         if srv is None or not srv.running():
-            srv = self.server(name='%s-%s' % (self.name, key), **kw)
-            srv.start()
+            try:
+                srv = self.server(name='%s-%s' % (self.name, key), **kw)
+                srv.start()
+            except Exception as e:      # noqa: BLE001
+                if not isinstance(e, Skip):
+                    e = ServerError('shared server %s: %s' % (key, e))
+                self.shared_errors[key] = e
+                raise e
             self.shared[key] = srv
         return srv
 
@@ -228,7 +239,7 @@ class Suite:
                 n_fail += 1
                 self.failed = True
                 print('FAIL %s.%s: %s' % (self.name, fn.__name__, e))
-                if not isinstance(e, TestFailure):
+                if not isinstance(e, (TestFailure, ServerError)):
                     traceback.print_exc(file=sys.stdout)
                 shared = list(self.shared.values())
                 for srv in self.servers:
@@ -515,19 +526,25 @@ class Server(BaseServer):
 
     def __init__(self, name='palaver', domain='localhost', users=None,
                  modules=None, vhost=None, **config):
-        super().__init__(name=name, domain=domain, users=users, **config)
         for p in (palaverd_path(), palaverctl_path()):
             if not os.access(p, os.X_OK):
                 raise Skip('%s not built' % p)
+        super().__init__(name=name, domain=domain, users=users, **config)
         if modules is None:
             modules = available_modules(CORE_MODULES)
         self.modules = list(modules)
         self.vhost = dict(vhost or {})
         self.conf_path = os.path.join(self.dir, 'palaver-test.conf')
         self.data_dir = os.path.join(self.dir, 'data')
-        self.write_config()
-        for user, pw in self.users.items():
-            self.ctl('adduser', self.jid(user), input=pw + '\n')
+        try:
+            self.write_config()
+            for user, pw in self.users.items():
+                self.ctl('adduser', self.jid(user), input=pw + '\n')
+        except Exception:
+            # the error carries palaverctl's output; the suite never saw
+            # this server, so it would not clean up after it
+            self.cleanup(keep=leave())
+            raise
 
     def jid(self, user):
         return user if '@' in user else '%s@%s' % (user, self.domain)
@@ -653,9 +670,9 @@ class ProsodyServer(BaseServer):
 
     def __init__(self, name='prosody', domain='localhost', users=None,
                  modules=None, vhost=None, **config):
-        super().__init__(name=name, domain=domain, users=users, **config)
         if not shutil.which('prosody'):
             raise Skip('prosody not installed')
+        super().__init__(name=name, domain=domain, users=users, **config)
         self.modules = list(CORE_MODULES if modules is None else modules)
         self.conf_path = os.path.join(self.dir, 'prosody.cfg.lua')
         self.log_path = os.path.join(self.dir, 'prosody.log')

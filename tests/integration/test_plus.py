@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'harness'))
 import pvtest  # noqa: E402
@@ -118,9 +119,8 @@ class Bot:
 
 @suite.test
 def slixmpp_plus_login_and_message():
-    try:
-        import slixmpp  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec('slixmpp') is None:
         pvtest.skip('slixmpp not installed (python3-slixmpp)')
     srv = server()
     loop = asyncio.new_event_loop()

@@ -583,6 +583,24 @@ parser_open(pv_xmlstream_t *xs)
         fail(xs, "internal-server-error", "cannot rebuild the parser");
 }
 
+/* Inside the root element expat reports <!DOCTYPE ...> or <!ENTITY ...> as
+ * a plain syntax error; RFC 6120 §11.1 wants restricted-xml for them. */
+static int
+at_markup_declaration(pv_xmlstream_t *xs)
+{
+    int offset = 0, size = 0, i;
+    const char *ctx = XML_GetInputContext(xs->p, &offset, &size);
+
+    if (ctx == NULL || offset < 0 || offset >= size)
+        return 0;
+    /* expat points at the '<', the '!' or the first letter after them */
+    for (i = offset; i >= 0 && i >= offset - 2; i--) {
+        if (ctx[i] == '<' && i + 1 < size && ctx[i + 1] == '!')
+            return i + 2 < size && ctx[i + 2] >= 'A' && ctx[i + 2] <= 'Z';
+    }
+    return 0;
+}
+
 static void
 parse_slice(pv_xmlstream_t *xs, const char *data, size_t len)
 {
@@ -598,7 +616,10 @@ parse_slice(pv_xmlstream_t *xs, const char *data, size_t len)
         return;
     if (st != XML_STATUS_OK) {
         code = XML_GetErrorCode(xs->p);
-        fail(xs, error_condition(code), XML_ErrorString(code));
+        if (at_markup_declaration(xs))
+            fail(xs, "restricted-xml", "markup declaration");
+        else
+            fail(xs, error_condition(code), XML_ErrorString(code));
         return;
     }
     /* Expat buffers an unfinished token (a start tag with a giant

@@ -101,10 +101,12 @@ pre_auth('comment_before_auth', HEADER + "<!-- hello -->", 'restricted-xml')
 post_auth('comment', "<!-- a comment -->", 'restricted-xml')
 post_auth('processing_instruction', "<?evil instruction?>",
           'restricted-xml')
-# expat sees these as syntax errors before any handler could call them
-# restricted: either condition names the fault (RFC 6120 §11.1)
-post_auth('doctype_in_stream', "<!DOCTYPE x>",
-          ('restricted-xml', 'not-well-formed'))
+# RFC 6120 §11.1: any DOCTYPE or entity declaration is restricted XML,
+# also inside the stream where expat only sees a syntax error
+post_auth('doctype_in_stream', "<!DOCTYPE x>", 'restricted-xml')
+post_auth('entity_declaration_in_stream', "<!ENTITY x 'y'>",
+          'restricted-xml')
+# an undefined entity reference is a well-formedness error
 post_auth('internal_entity_reference',
           "<message to='alice@localhost'><body>&amp;&foo;</body></message>",
           ('restricted-xml', 'not-well-formed'))

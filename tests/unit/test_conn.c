@@ -1526,8 +1526,10 @@ mem_child(int port, int ready_fd, int go_fd)
                 _exit(2);
             ssl[i] = SSL_new(ctx);
             SSL_set_fd(ssl[i], fd);
+            fprintf(stderr, "child %d connect\n", i);
             if (SSL_connect(ssl[i]) != 1)
                 _exit(3);
+            fprintf(stderr, "child %d hs done\n", i);
             if (SSL_write(ssl[i], payload, sizeof(payload)) <= 0)
                 _exit(4);
             while (got < sizeof(back)) {
@@ -1537,6 +1539,7 @@ mem_child(int port, int ready_fd, int go_fd)
                 if (n <= 0)
                     _exit(5);
                 got += (size_t)n;
+                fprintf(stderr, "child %d got %zu\n", i, got);
             }
         }
         start = end;

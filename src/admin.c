@@ -79,29 +79,6 @@ admin_parse_jid(pv_server_t *srv, const char *in, pv_jid_t *j,
 }
 
 static void
-admin_fire(pv_server_t *srv, const char *host, const char *user,
-           pv_event_kind_t kind)
-{
-    pv_host_t *h = pv_server_host(srv, host);
-    pv_event_t ev;
-
-    if (h == NULL)
-        return;
-    memset(&ev, 0, sizeof(ev));
-    ev.kind = kind;
-    ev.host = h;
-    ev.user = user;
-    pv_event_fire(&ev);
-}
-
-static void
-close_session(void *arg, pv_session_t *s)
-{
-    (void)arg;
-    pv_session_close(s, "not-authorized");
-}
-
-static void
 admin_job_done(void *arg, int rc)
 {
     admin_job_t *j = arg;
@@ -110,13 +87,9 @@ admin_job_done(void *arg, int rc)
 
     switch (j->kind) {
     case 'a':
-        if (ok) {
-            snprintf(msg, sizeof(msg), "%s created", j->jid);
-            admin_fire(j->srv, j->host, j->user, PV_EV_USER_CREATED);
-        } else {
-            snprintf(msg, sizeof(msg), rc == PV_AGAIN ? "%s already exists"
-                     : "%s could not be created", j->jid);
-        }
+        snprintf(msg, sizeof(msg), ok ? "%s created"
+                 : rc == PV_AGAIN ? "%s already exists"
+                 : "%s could not be created", j->jid);
         break;
     case 'p':
         snprintf(msg, sizeof(msg), ok ? "password of %s changed"
@@ -124,17 +97,9 @@ admin_job_done(void *arg, int rc)
                  : "password of %s could not be changed", j->jid);
         break;
     default:
-        if (ok) {
-            pv_host_t *h = pv_server_host(j->srv, j->host);
-            snprintf(msg, sizeof(msg), "%s deleted", j->jid);
-            admin_fire(j->srv, j->host, j->user, PV_EV_USER_DELETED);
-            if (h != NULL)
-                pv_host_each_session(h, j->user, close_session, NULL);
-        } else {
-            snprintf(msg, sizeof(msg), rc == PV_NOTFOUND
-                     ? "%s does not exist" : "%s could not be deleted",
-                     j->jid);
-        }
+        snprintf(msg, sizeof(msg), ok ? "%s deleted"
+                 : rc == PV_NOTFOUND ? "%s does not exist"
+                 : "%s could not be deleted", j->jid);
         break;
     }
     j->done(j->arg, ok, msg);
@@ -168,7 +133,7 @@ pv_admin_run(pv_server_t *srv, char **f, size_t n, pv_admin_done_fn done,
     pv_account_record_t rec;
     admin_job_t *j;
     pv_jid_t jid;
-    pv_rc_t rc;
+    pv_host_t *h;
 
     if (n == 2 && strcmp(f[0], "users") == 0) {
         users_list_t l = { {0}, 0 };
@@ -209,15 +174,10 @@ pv_admin_run(pv_server_t *srv, char **f, size_t n, pv_admin_done_fn done,
     j->user = pv_xstrdup(jid.node);
     j->kind = f[0][0] == 'a' ? 'a' : f[0][0] == 'p' ? 'p' : 'd';
     pv_jid_clear(&jid);
-    if (j->kind == 'a')
-        rc = pv_account_create_record(srv->storage, j->host, j->user, &rec,
-                                      admin_job_done, j);
-    else if (j->kind == 'p')
-        rc = pv_account_set_record(srv->storage, j->host, j->user, &rec,
-                                   admin_job_done, j);
+    h = pv_server_host(srv, j->host);
+    if (j->kind == 'd')
+        pv_user_delete(h, j->user, admin_job_done, j);
     else
-        rc = pv_account_delete(srv->storage, j->host, j->user,
-                               admin_job_done, j);
-    if (rc != PV_OK)
-        admin_job_done(j, PV_ERROR);
+        pv_user_store_record(h, j->user, &rec, j->kind == 'a',
+                             admin_job_done, j);
 }

@@ -460,6 +460,51 @@ c2s_client_stanza(pv_c2s_t *c, pv_stanza_t *st)
     pv_route(s, st);
 }
 
+/* Before authentication only modules that declared PV_HOOK_PREAUTH
+ * (in-band registration, XEP-0077) see IQs, and only under TLS when
+ * encryption is required. */
+static void
+c2s_preauth_stanza(pv_c2s_t *c, pv_stanza_t *st)
+{
+    pv_event_t ev;
+    const char *t = st->type;
+    pv_jid_t *to;
+
+    if (st->kind != PV_STANZA_IQ || st->id == NULL || t == NULL ||
+        (!c->tls && c2s_conf(c)->c2s_require_encryption)) {
+        c2s_stream_error(c, "not-authorized", NULL);
+        return;
+    }
+    if (strcmp(t, "get") && strcmp(t, "set")) {
+        return; /* results and errors of nothing we asked: dropped */
+    }
+    /* the stream is not an address yet: answers go back on it, and the
+     * request is for the host whatever its to says */
+    pv_node_remove_attr(st->root, "from");
+    pv_node_remove_attr(st->root, "to");
+    pv_stanza_touch(st);
+    to = pv_arena_calloc(st->arena, sizeof(*to));
+    pv_jid_make(NULL, c->host->name, NULL, to, st->arena);
+    st->to = to;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = strcmp(t, "get") == 0 ? PV_IQ_GET : PV_IQ_SET;
+    ev.addr = PV_TO_HOST;
+    ev.server = c->srv;
+    ev.host = c->host;
+    ev.stanza = st;
+    ev.to = to;
+    ev.payload = pv_node_first_element(st->root);
+    ev.stream = c;
+    if (ev.payload == NULL || pv_event_stanza(&ev, 2) != PV_HANDLED) {
+        pv_stanza_t *e = pv_stanza_error(st, PV_ERR_AUTH, "not-authorized",
+                                         NULL);
+        if (e != NULL) {
+            pv_c2s_send(c, e);
+            pv_stanza_unref(e);
+        }
+    }
+}
+
 static void
 c2s_stanza(void *ud, pv_stanza_t *st)
 {
@@ -494,7 +539,7 @@ c2s_stanza(void *ud, pv_stanza_t *st)
             pv_sasl_input(c->sasl, st->root);
         }
     } else if (c->user == NULL) {
-        c2s_stream_error(c, "not-authorized", NULL);
+        c2s_preauth_stanza(c, st);
     } else if (st->kind == PV_STANZA_OTHER) {
         c2s_stream_error(c, "unsupported-stanza-type", NULL);
     } else if (!c->bound) {

@@ -32,7 +32,9 @@ pv_event_build(pv_host_t *h)
         if (!h->mods[i].active || m->def->hooks == NULL)
             continue;
         for (hk = m->def->hooks; hk->kind != PV_EV_NONE; hk++) {
-            if (hk->flags & PV_HOOK_PRE) {
+            if (hk->flags & PV_HOOK_PREAUTH) {
+                hlist_add(&h->preauth_hooks[hk->kind], hk, m);
+            } else if (hk->flags & PV_HOOK_PRE) {
                 hlist_add(&h->pre_hooks[hk->kind], hk, m);
             } else if (hk->to == PV_TO_ANY) {
                 int a;
@@ -60,6 +62,9 @@ pv_event_clear(pv_host_t *h)
         free(h->pre_hooks[k].v);
         h->pre_hooks[k].v = NULL;
         h->pre_hooks[k].n = 0;
+        free(h->preauth_hooks[k].v);
+        h->preauth_hooks[k].v = NULL;
+        h->preauth_hooks[k].n = 0;
     }
 }
 
@@ -107,9 +112,11 @@ dispatch(const pv_hlist_t *l, pv_event_t *ev)
 }
 
 pv_rc_t
-pv_event_stanza(pv_event_t *ev, int pre)
+pv_event_stanza(pv_event_t *ev, int stage)
 {
-    if (pre)
+    if (stage == 2)
+        return dispatch(&ev->host->preauth_hooks[ev->kind], ev);
+    if (stage == 1)
         return dispatch(&ev->host->pre_hooks[ev->kind], ev);
     return dispatch(&ev->host->hooks[ev->kind][ev->addr], ev);
 }
@@ -122,4 +129,25 @@ pv_event_fire(pv_event_t *ev)
     if (ev->server == NULL)
         ev->server = ev->host->server;
     return dispatch(&ev->host->hooks[ev->kind][PV_TO_ANY], ev);
+}
+
+void
+pv_event_reply(pv_event_t *ev, pv_stanza_t *st)
+{
+    if (ev->origin == NULL && ev->stream != NULL) {
+        pv_c2s_send(ev->stream, st);
+        pv_stanza_unref(st);
+        return;
+    }
+    pv_send(ev->origin, st);
+}
+
+const char *
+pv_event_peer_ip(const pv_event_t *ev)
+{
+    if (ev->stream != NULL)
+        return pv_c2s_peer_ip(ev->stream);
+    if (ev->origin != NULL && ev->origin->c2s != NULL)
+        return pv_c2s_peer_ip(ev->origin->c2s);
+    return NULL;
 }

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "palaver.h"
 
@@ -47,6 +48,8 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* files we create (ports, logs, store) are the operator's only */
+    umask(077);
     srv = pv_server_new(path, 0);
     cfg = pv_server_load_config(srv, path, 1);
     if (cfg == NULL) {

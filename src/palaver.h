@@ -72,6 +72,7 @@ struct pv_host_s {
     size_t session_data_size;
     pv_hlist_t hooks[PV_EV_COUNT_][4];
     pv_hlist_t pre_hooks[PV_EV_COUNT_];
+    pv_hlist_t preauth_hooks[PV_EV_COUNT_];
     char **features;              /* sorted, unique, malloc'd */
     size_t n_features;
     struct { const pv_identity_t *id; } *identities;
@@ -185,8 +186,9 @@ void pv_host_unref(pv_host_t *h);
 /* event.c */
 void pv_event_build(pv_host_t *h);
 void pv_event_clear(pv_host_t *h);
-/* Dispatches a stanza event; returns PV_HANDLED or PV_PASS. */
-pv_rc_t pv_event_stanza(pv_event_t *ev, int pre);
+/* Dispatches a stanza event; returns PV_HANDLED or PV_PASS. stage 0:
+ * main, 1: pre-routing (PV_HOOK_PRE), 2: unauthenticated (PV_HOOK_PREAUTH). */
+pv_rc_t pv_event_stanza(pv_event_t *ev, int stage);
 
 /* session.c */
 /* Binds resource (NULL: generated) for user on c2s; a session holding
@@ -246,6 +248,13 @@ void pv_admin_run(pv_server_t *srv, char **fields, size_t n,
                   pv_admin_done_fn done, void *arg);
 /* Hex helpers for the record field. */
 char *pv_admin_hex(const void *data, size_t len);
+
+/* users.c */
+struct pv_account_record_s;
+/* Stores a prepared credential record (from palaverctl) for user. */
+void pv_user_store_record(pv_host_t *h, const char *user,
+                          const struct pv_account_record_s *rec, int create,
+                          pv_user_done_fn cb, void *arg);
 
 /* control.c */
 int pv_control_listen(pv_server_t *srv, const char *path);

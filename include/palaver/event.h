@@ -24,11 +24,13 @@ typedef enum {
     PV_IQ_RESULT,
     PV_IQ_ERROR,
     /* lifecycle events */
-    PV_EV_STREAM_FEATURES,  /* data: the <stream:features/> node being built */
+    PV_EV_STREAM_FEATURES,  /* data: the <stream:features/> node being
+                               built; user: NULL before authentication */
     PV_EV_SESSION_BOUND,    /* session: a c2s resource was bound */
     PV_EV_SESSION_CLOSED,   /* session: about to be destroyed */
     PV_EV_PRESENCE_CHANGED, /* session: its broadcast presence changed */
     PV_EV_USER_CREATED,     /* user: a new account */
+    PV_EV_USER_DELETING,    /* user: about to be removed; rows readable */
     PV_EV_USER_DELETED,     /* user: account removed (store rows gone) */
     PV_EV_DISCO_INFO,       /* data: the <query/> of a server disco#info */
     PV_EV_HOST_ACTIVATED,   /* host: its modules are all initialised */
@@ -46,6 +48,10 @@ typedef enum {
 /* Hook flags. */
 #define PV_HOOK_PRE 0x1 /* run before routing, only for stanzas a local
                            client sent (Prosody's pre-* events) */
+#define PV_HOOK_PREAUTH 0x2 /* IQs of a client stream that has not
+                               authenticated yet (in-band registration):
+                               origin is NULL, answer with
+                               pv_event_reply() */
 
 typedef struct pv_event_s {
     pv_event_kind_t kind;
@@ -61,6 +67,8 @@ typedef struct pv_event_s {
     pv_session_t *session; /* lifecycle: the session concerned */
     const char *user;      /* lifecycle: local part concerned */
     void *data;            /* event-specific, see pv_event_kind_t */
+    void *stream;          /* core-private: the client stream of a
+                              PV_HOOK_PREAUTH event */
 } pv_event_t;
 
 typedef pv_rc_t (*pv_handler_t)(pv_event_t *ev);
@@ -76,6 +84,13 @@ typedef struct pv_hook_s {
 } pv_hook_t;
 
 #define PV_HOOKS_END { PV_EV_NONE, PV_TO_ANY, NULL, NULL, NULL, 0, 0 }
+
+/* Sends st (a reply to ev->stanza) back to where ev->stanza came from,
+ * also on a stream that has not authenticated; drops the caller's
+ * reference. */
+void pv_event_reply(pv_event_t *ev, pv_stanza_t *st);
+/* IP address of the client that sent ev->stanza, or NULL when unknown. */
+const char *pv_event_peer_ip(const pv_event_t *ev);
 
 /* Fires a lifecycle event on host; returns PV_HANDLED if a handler
  * claimed it. ev->kind and ev->host must be set; the rest as the kind

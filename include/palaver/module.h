@@ -93,6 +93,35 @@ void pv_host_each_session(pv_host_t *h, const char *user,
 pv_store_t *pv_store_open(pv_host_t *h, pv_module_t *m, const char *name,
                           pv_store_kind_t kind);
 
+/* --- accounts ------------------------------------------------------ */
+
+/* Completion of an account operation, on the loop thread: rc is PV_OK,
+ * PV_AGAIN (the account exists), PV_NOTFOUND (no such account) or
+ * PV_ERROR. */
+typedef void (*pv_user_done_fn)(void *arg, int rc);
+
+/* True when user (a prepared localpart) has an account on h. */
+int pv_user_exists(pv_host_t *h, const char *user);
+/* Creates an account. The password is prepared and hashed on a worker
+ * thread (never on the loop); fires PV_EV_USER_CREATED once stored. cb
+ * may be NULL. */
+void pv_user_create(pv_host_t *h, const char *user, const char *password,
+                    pv_user_done_fn cb, void *arg);
+/* Replaces the credentials of an existing account (PV_NOTFOUND if none). */
+void pv_user_set_password(pv_host_t *h, const char *user,
+                          const char *password, pv_user_done_fn cb,
+                          void *arg);
+/* Fires PV_EV_USER_DELETING (the user's rows are still readable), removes
+ * every row of the user in every store, fires PV_EV_USER_DELETED and
+ * closes the user's sessions with <not-authorized/>. */
+void pv_user_delete(pv_host_t *h, const char *user, pv_user_done_fn cb,
+                    void *arg);
+
+/* Runs work(arg) on a worker thread, then done(arg, cancelled) on the
+ * loop. For blocking or slow work only (hashing, file I/O). */
+void pv_host_work(pv_host_t *h, void (*work)(void *arg),
+                  void (*done)(void *arg, int cancelled), void *arg);
+
 /* --- sessions ------------------------------------------------------ */
 
 const pv_jid_t *pv_session_jid(const pv_session_t *s);

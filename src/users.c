@@ -1,0 +1,205 @@
+/* src/users.c: account operations with the events modules rely on
+ * (created, deleting, deleted), used by modules through the module API and
+ * by admin.c. Hashing runs on worker threads; the rows are accounts.c's. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "accounts.h"
+#include "palaver.h"
+
+typedef struct {
+    pv_host_t *host;        /* reference for the job's lifetime */
+    char *user;
+    char *password;         /* cleansed and freed after hashing */
+    unsigned iterations;
+    pv_account_record_t rec;
+    int built;
+    int create;             /* create, or replace the credentials */
+    int has_record;         /* rec given by the caller (palaverctl) */
+    pv_user_done_fn cb;
+    void *arg;
+} user_job_t;
+
+static void
+user_fire(pv_host_t *h, const char *user, pv_event_kind_t kind)
+{
+    pv_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = kind;
+    ev.host = h;
+    ev.user = user;
+    pv_event_fire(&ev);
+}
+
+static void
+user_job_free(user_job_t *j)
+{
+    if (j->password != NULL) {
+        OPENSSL_cleanse(j->password, strlen(j->password));
+        free(j->password);
+    }
+    OPENSSL_cleanse(&j->rec, sizeof(j->rec));
+    pv_host_unref(j->host);
+    free(j->user);
+    free(j);
+}
+
+int
+pv_user_exists(pv_host_t *h, const char *user)
+{
+    return h->server->storage != NULL &&
+           pv_account_exists(h->server->storage, h->name, user) == PV_OK;
+}
+
+static void
+user_stored(void *arg, int rc)
+{
+    user_job_t *j = arg;
+
+    if (rc == PV_OK && j->create)
+        user_fire(j->host, j->user, PV_EV_USER_CREATED);
+    if (j->cb != NULL)
+        j->cb(j->arg, rc);
+    user_job_free(j);
+}
+
+static void
+user_store(user_job_t *j)
+{
+    pv_storage_t *st = j->host->server->storage;
+    pv_rc_t rc;
+
+    if (!j->built || st == NULL) {
+        user_stored(j, PV_ERROR);
+        return;
+    }
+    rc = j->create
+             ? pv_account_create_record(st, j->host->name, j->user, &j->rec,
+                                        user_stored, j)
+             : pv_account_set_record(st, j->host->name, j->user, &j->rec,
+                                     user_stored, j);
+    if (rc != PV_OK)
+        user_stored(j, PV_ERROR);
+}
+
+static void
+user_hash_work(void *arg)
+{
+    user_job_t *j = arg;
+
+    j->built = pv_account_record_build(j->password, j->iterations,
+                                       &j->rec) == PV_OK;
+}
+
+static void
+user_hash_done(void *arg, int cancelled)
+{
+    user_job_t *j = arg;
+
+    if (cancelled)
+        j->built = 0;
+    user_store(j);
+}
+
+static void
+user_start(pv_host_t *h, const char *user, const char *password,
+           const pv_account_record_t *rec, int create, pv_user_done_fn cb,
+           void *arg)
+{
+    user_job_t *j = pv_xcalloc(1, sizeof(*j));
+
+    j->host = pv_host_ref(h);
+    j->user = pv_xstrdup(user);
+    j->create = create;
+    j->cb = cb;
+    j->arg = arg;
+    j->iterations = (unsigned)h->conf->core.scram_iterations;
+    if (rec != NULL) {
+        j->rec = *rec;
+        j->built = 1;
+        user_store(j);
+        return;
+    }
+    j->password = pv_xstrdup(password);
+    if (h->server->in_process) {
+        user_hash_work(j);
+        user_hash_done(j, 0);
+    } else {
+        pv_loop_work(h->server->loop, user_hash_work, user_hash_done, j);
+    }
+}
+
+void
+pv_user_create(pv_host_t *h, const char *user, const char *password,
+               pv_user_done_fn cb, void *arg)
+{
+    user_start(h, user, password, NULL, 1, cb, arg);
+}
+
+void
+pv_user_set_password(pv_host_t *h, const char *user, const char *password,
+                     pv_user_done_fn cb, void *arg)
+{
+    user_start(h, user, password, NULL, 0, cb, arg);
+}
+
+void
+pv_user_store_record(pv_host_t *h, const char *user,
+                     const pv_account_record_t *rec, int create,
+                     pv_user_done_fn cb, void *arg)
+{
+    user_start(h, user, NULL, rec, create, cb, arg);
+}
+
+static void
+close_session(void *arg, pv_session_t *s)
+{
+    (void)arg;
+    pv_session_close(s, "not-authorized");
+}
+
+static void
+user_deleted(void *arg, int rc)
+{
+    user_job_t *j = arg;
+
+    if (rc == PV_OK) {
+        user_fire(j->host, j->user, PV_EV_USER_DELETED);
+        pv_host_each_session(j->host, j->user, close_session, NULL);
+    }
+    if (j->cb != NULL)
+        j->cb(j->arg, rc);
+    user_job_free(j);
+}
+
+void
+pv_user_delete(pv_host_t *h, const char *user, pv_user_done_fn cb,
+               void *arg)
+{
+    user_job_t *j;
+
+    if (!pv_user_exists(h, user)) {
+        if (cb != NULL)
+            cb(arg, PV_NOTFOUND);
+        return;
+    }
+    j = pv_xcalloc(1, sizeof(*j));
+    j->host = pv_host_ref(h);
+    j->user = pv_xstrdup(user);
+    j->cb = cb;
+    j->arg = arg;
+    user_fire(h, user, PV_EV_USER_DELETING);
+    if (pv_account_delete(h->server->storage, h->name, user, user_deleted,
+                          j) != PV_OK)
+        user_deleted(j, PV_ERROR);
+}
+
+void
+pv_host_work(pv_host_t *h, void (*work)(void *arg),
+             void (*done)(void *arg, int cancelled), void *arg)
+{
+    pv_loop_work(h->server->loop, work, done, arg);
+}

@@ -410,7 +410,6 @@ static void
 c2s_client_stanza(pv_c2s_t *c, pv_stanza_t *st)
 {
     pv_session_t *s = c->session;
-    const pv_jid_t *to;
 
     /* RFC 6120 §8.1.2.1: the server stamps the full JID as from */
     pv_node_set_attr(st->arena, st->root, "from", s->jid.full);
@@ -455,8 +454,6 @@ c2s_client_stanza(pv_c2s_t *c, pv_stanza_t *st)
         pv_jid_make(s->jid.node, s->jid.domain, NULL, bare, st->arena);
         st->to = bare;
     }
-    to = st->to;
-    (void)to;
     pv_route(s, st);
 }
 

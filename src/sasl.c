@@ -26,6 +26,9 @@ struct pv_sasl_s {
     const char *mechs[MAX_MECHS + 1];  /* offered on this connection */
     const char *cb_types[4];
     char *user;                   /* prepared localpart being tried */
+    int waiting_mech;             /* mech_table index awaiting the initial
+                                     response after an empty challenge, or
+                                     -1 */
     int plain_pending;            /* PBKDF2 running on a worker */
     int dead;                     /* freed while the worker ran */
 };
@@ -117,6 +120,7 @@ pv_sasl_new(pv_host_t *h, pv_conn_t *conn,
     s->send = send;
     s->done = done;
     s->arg = arg;
+    s->waiting_mech = -1;
     sasl_offer(h, conn, s->mechs, s->cb_types);
     return s;
 }
@@ -129,6 +133,7 @@ sasl_reset(pv_sasl_t *s)
     s->scram = NULL;
     free(s->user);
     s->user = NULL;
+    s->waiting_mech = -1;
 }
 
 void
@@ -421,31 +426,24 @@ pv_sasl_input(pv_sasl_t *s, pv_node_t *nonza)
                     break;
         if (idx < 0 || idx >= (int)PV_COUNTOF(mech_table)) {
             sasl_failure(s, "invalid-mechanism", 0);
-        } else if (mech_table[idx].is_plain) {
-            sasl_plain(s, data, len);
         } else if (len == 0) {
             /* RFC 6120 §6.4.2: no initial response: empty challenge */
-            s->scram = NULL;
             sasl_send_element(s, "challenge", "");
-            s->user = pv_xstrdup(mech);  /* remember the mechanism */
-            s->plain_pending = 0;
+            s->waiting_mech = idx;
+        } else if (mech_table[idx].is_plain) {
+            sasl_plain(s, data, len);
         } else {
             sasl_scram_start(s, idx, data, len);
         }
     } else if (strcmp(name, "response") == 0) {
-        if (s->scram == NULL && s->user != NULL) {
+        if (s->waiting_mech >= 0) {
             /* the initial response after an empty challenge */
-            int idx;
-            for (idx = 0; idx < (int)PV_COUNTOF(mech_table); idx++)
-                if (strcmp(mech_table[idx].name, s->user) == 0)
-                    break;
-            free(s->user);
-            s->user = NULL;
-            if (idx < (int)PV_COUNTOF(mech_table) &&
-                !mech_table[idx].is_plain)
-                sasl_scram_start(s, idx, data, len);
+            int idx = s->waiting_mech;
+            s->waiting_mech = -1;
+            if (mech_table[idx].is_plain)
+                sasl_plain(s, data, len);
             else
-                sasl_failure(s, "malformed-request", 1);
+                sasl_scram_start(s, idx, data, len);
         } else if (s->scram != NULL) {
             sasl_scram_final(s, data, len);
         } else {

@@ -1584,7 +1584,13 @@ test_tls_idle_memory(void)
     run_for(m.loop, 50);
     m1 = heap_used();
     CU_ASSERT_EQUAL(write(p2c[1], "g", 1), 1);
-    CU_ASSERT_FATAL(run_until(m.loop, pred_ready, &m));
+    if (!run_until(m.loop, pred_ready, &m)) {
+        fprintf(stderr, "n=%d\n", m.n);
+        for (i = 0; i < m.n; i++)
+            if (m.conns[i] == NULL || !pv_conn_is_tls(m.conns[i]) || pv_conn_queued(m.conns[i]))
+                fprintf(stderr, "conn %d %p tls %d q %zu\n", i, (void*)m.conns[i], m.conns[i] ? pv_conn_is_tls(m.conns[i]) : -1, m.conns[i] ? pv_conn_queued(m.conns[i]) : 0);
+        CU_FAIL_FATAL("x");
+    }
     run_for(m.loop, 50);
     m2 = heap_used();
     CU_ASSERT_EQUAL(m.n, MEM_WARM + MEM_N);

@@ -1,8 +1,7 @@
 /* src/control.c: the control socket (CONTRACTS.md §1): a unix socket,
  * mode 0600, where palaverctl sends one request per line (fields
  * separated by tabs) and gets one answer per request: "ok TEXT" or
- * "error TEXT", with newlines in TEXT sent as "\n" escapes... kept simple:
- * multi-line answers end with a line holding a single ".". */
+ * "error TEXT" (TEXT may span lines), then a line holding a single ".". */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,6 +64,8 @@ ctl_on_data(pv_conn_t *conn, const char *data, size_t len)
     char *nl;
 
     pv_buf_append(&c->in, data, len);
+    /* the requests of one read (a palaverctl batch) share one commit */
+    pv_storage_cork(c->srv->storage);
     while ((nl = memchr(c->in.data, '\n', c->in.len)) != NULL) {
         size_t line_len = (size_t)(nl - c->in.data);
         char *line = pv_xstrndup(c->in.data, line_len);
@@ -74,8 +75,11 @@ ctl_on_data(pv_conn_t *conn, const char *data, size_t len)
         ctl_line(c, line);
         free(line);
         if (c->closed)
-            return;
+            break;
     }
+    pv_storage_uncork(c->srv->storage);
+    if (c->closed)
+        return;
     if (c->in.len > CTL_MAX_LINE)
         pv_conn_abort(conn, "control line too long");
 }

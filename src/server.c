@@ -480,13 +480,16 @@ notify_ready(void)
 }
 
 static int
-chown_tree(const char *dir, uid_t uid, gid_t gid)
+chown_tree(const char *dir, const char *control, uid_t uid, gid_t gid)
 {
     static const char *const files[] = { "data.mdb", "lock.mdb", "ports",
                                          NULL };
     size_t i;
 
     if (chown(dir, uid, gid) != 0)
+        return PV_ERROR;
+    /* palaverctl run as the same user must reach the control socket */
+    if (control != NULL && chown(control, uid, gid) != 0 && errno != ENOENT)
         return PV_ERROR;
     for (i = 0; files[i] != NULL; i++) {
         char *p = pv_xasprintf("%s/%s", dir, files[i]);
@@ -522,7 +525,8 @@ drop_privileges(pv_server_t *srv)
         pv_log(PV_LOG_ERROR, "server", "user '%s' does not exist", g->user);
         return PV_ERROR;
     }
-    if (chown_tree(g->storage_path, pw->pw_uid, pw->pw_gid) != PV_OK ||
+    if (chown_tree(g->storage_path, g->control_socket, pw->pw_uid,
+                   pw->pw_gid) != PV_OK ||
         initgroups(pw->pw_name, pw->pw_gid) != 0 ||
         setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
         pv_log_errno("server", "cannot become user %s", g->user);

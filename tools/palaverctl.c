@@ -203,6 +203,8 @@ run_local(pv_server_t *srv, char **lines, size_t n, results_t *r)
 {
     size_t i;
 
+    /* one write transaction for the whole batch */
+    pv_storage_cork(srv->storage);
     for (i = 0; i < n; i++) {
         char *copy = pv_xstrdup(lines[i]), *f[8], *save = NULL, *t;
         size_t nf = 0;
@@ -214,6 +216,7 @@ run_local(pv_server_t *srv, char **lines, size_t n, results_t *r)
         pv_admin_run(srv, f, nf, print_answer, r);
         free(copy);
     }
+    pv_storage_uncork(srv->storage);
     pv_storage_sync(srv->storage);
     return r->answers == n ? 0 : -1;
 }

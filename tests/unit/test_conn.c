@@ -1587,8 +1587,8 @@ test_tls_idle_memory(void)
     if (!run_until(m.loop, pred_ready, &m)) {
         fprintf(stderr, "n=%d\n", m.n);
         for (i = 0; i < m.n; i++)
-            if (m.conns[i] == NULL || !pv_conn_is_tls(m.conns[i]) || pv_conn_queued(m.conns[i]))
-                fprintf(stderr, "conn %d %p tls %d q %zu\n", i, (void*)m.conns[i], m.conns[i] ? pv_conn_is_tls(m.conns[i]) : -1, m.conns[i] ? pv_conn_queued(m.conns[i]) : 0);
+            if (m.conns[i] == NULL || pv_conn_memory(m.conns[i]) != 600)
+                fprintf(stderr, "conn %d mem %zu tls %d q %zu\n", i, m.conns[i] ? pv_conn_memory(m.conns[i]) : 0, m.conns[i] ? pv_conn_is_tls(m.conns[i]) : -1, m.conns[i] ? pv_conn_queued(m.conns[i]) : 0);
         CU_FAIL_FATAL("x");
     }
     run_for(m.loop, 50);

@@ -37,6 +37,7 @@ struct pv_c2s_s {
     char *user;               /* authenticated localpart */
     pv_timer_t *auth_timer;
     pv_c2s_t *prev, *next;
+    unsigned refs;            /* 1 until closed, + deferred replies */
     const char *reject;       /* stream error to send after the header */
     uint64_t last_active;
     uint64_t bucket_ms;
@@ -161,15 +162,19 @@ c2s_auth_timeout(void *arg)
 static void
 c2s_send_features(pv_c2s_t *c)
 {
-    pv_arena_t *a = pv_arena_new(1024);
-    pv_node_t *f = pv_node_new(a, "features", PV_NS_STREAMS, NULL);
+    /* a stanza only for its arena: modules add to it on the event */
+    pv_stanza_t *st = pv_stanza_build("features");
+    pv_arena_t *a = st->arena;
+    pv_node_t *f = st->root;
     const pv_core_conf_t *cc = c2s_conf(c);
     pv_event_t ev;
+    pv_buf_t b = {0};
+    pv_node_t *ch;
 
     if (!c->tls && c->host->tls != NULL) {
-        pv_node_t *st = pv_node_new(a, "starttls", NS_TLS, f);
+        pv_node_t *tls = pv_node_new(a, "starttls", NS_TLS, f);
         if (cc->c2s_require_encryption)
-            pv_node_new(a, "required", NS_TLS, st);
+            pv_node_new(a, "required", NS_TLS, tls);
     }
     if (c->user == NULL) {
         if (c->tls || !cc->c2s_require_encryption)
@@ -189,21 +194,17 @@ c2s_send_features(pv_c2s_t *c)
     ev.kind = PV_EV_STREAM_FEATURES;
     ev.host = c->host;
     ev.user = c->user;
+    ev.stanza = st;
     ev.data = f;
     pv_event_fire(&ev);
-    {
-        /* features is in the streams namespace, so the prefix matters */
-        pv_buf_t b = {0};
-        pv_node_t *ch;
-
-        pv_buf_puts(&b, "<stream:features>");
-        for (ch = f->children; ch != NULL; ch = ch->next)
-            pv_node_serialize(ch, &b, PV_NS_CLIENT);
-        pv_buf_puts(&b, "</stream:features>");
-        c2s_write(c, b.data, b.len);
-        pv_buf_free(&b);
-    }
-    pv_arena_free(a);
+    /* features is in the streams namespace, so the prefix matters */
+    pv_buf_puts(&b, "<stream:features>");
+    for (ch = f->children; ch != NULL; ch = ch->next)
+        pv_node_serialize(ch, &b, PV_NS_CLIENT);
+    pv_buf_puts(&b, "</stream:features>");
+    c2s_write(c, b.data, b.len);
+    pv_buf_free(&b);
+    pv_stanza_unref(st);
 }
 
 /* --- stream callbacks ------------------------------------------------ */
@@ -534,6 +535,11 @@ c2s_stanza(void *ud, pv_stanza_t *st)
                 c->sasl = pv_sasl_new(c->host, c->conn, c2s_sasl_send,
                                       c2s_sasl_done, c);
             pv_sasl_input(c->sasl, st->root);
+            /* done with SASL for good: its state is dead weight now */
+            if (c->user != NULL) {
+                pv_sasl_free(c->sasl);
+                c->sasl = NULL;
+            }
         }
     } else if (c->user == NULL) {
         c2s_preauth_stanza(c, st);
@@ -607,8 +613,8 @@ c2s_on_tls_done(pv_conn_t *conn, int ok, const char *err)
     if (!ok) {
         pv_log(PV_LOG_INFO, "c2s", "c2s#%lu %s: tls failed: %s", c->id,
                pv_conn_peer_ip(conn), err ? err : "?");
+        /* the connection closes itself after the alert went out */
         c->state = C2S_CLOSED;
-        pv_conn_abort(conn, "tls failed");
         return;
     }
     c->tls = 1;
@@ -646,8 +652,27 @@ c2s_on_close(pv_conn_t *conn, const char *reason)
         c->next->prev = c->prev;
     if (c->host != NULL)
         pv_host_unref(c->host);
+    c->host = NULL;
     free(c->user);
-    free(c);
+    c->user = NULL;
+    c->xs = NULL;
+    c->sasl = NULL;
+    c->auth_timer = NULL;
+    pv_c2s_unref(c);
+}
+
+pv_c2s_t *
+pv_c2s_ref(pv_c2s_t *c)
+{
+    c->refs++;
+    return c;
+}
+
+void
+pv_c2s_unref(pv_c2s_t *c)
+{
+    if (c != NULL && --c->refs == 0)
+        free(c);
 }
 
 static pv_c2s_t *
@@ -660,6 +685,7 @@ c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
 
     c->srv = srv;
     c->conn = conn;
+    c->refs = 1;
     c->id = ++srv->next_id;
     c->state = direct_tls ? C2S_TLS_WAIT : C2S_HEADER;
     c->last_active = c->bucket_ms = pv_loop_now_ms(srv->loop);
@@ -672,6 +698,9 @@ c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
     lim.max_depth = (unsigned)cc->xml_max_depth;
     lim.max_attrs = (unsigned)cc->xml_max_attrs;
     c->xs = pv_xmlstream_new(&c2s_xml_cb, c, &lim);
+    /* the parser is released by the idle sweep (pv_c2s_sweep), not after
+     * every stanza: rebuilding it per stanza costs a busy stream dearly */
+    pv_xmlstream_set_lazy(c->xs, 1);
     c->next = srv->c2s_list;
     if (srv->c2s_list)
         srv->c2s_list->prev = c;
@@ -754,4 +783,15 @@ pv_c2s_shutdown_all(pv_server_t *srv)
         }
         c2s_stream_error(c, "system-shutdown", NULL);
     }
+}
+
+void
+pv_c2s_sweep(pv_server_t *srv, uint64_t idle_ms)
+{
+    uint64_t now = pv_loop_now_ms(srv->loop);
+    pv_c2s_t *c;
+
+    for (c = srv->c2s_list; c != NULL; c = c->next)
+        if (c->state == C2S_OPEN && now - c->last_active >= idle_ms)
+            pv_xmlstream_idle(c->xs);
 }

@@ -27,8 +27,8 @@
 
 typedef struct conn_chunk_s {
     struct conn_chunk_s *next;
-    size_t len;                 /* bytes filled */
-    size_t sent;                /* bytes written to the socket */
+    size_t len;  /* bytes filled */
+    size_t sent; /* bytes written to the socket */
     size_t cap;
     char data[];
 } conn_chunk_t;
@@ -63,23 +63,23 @@ struct pv_conn_s {
     pv_tls_t *tls;
     conn_chunk_t *q_head;
     conn_chunk_t *q_tail;
-    size_t q_bytes;             /* queued and not yet written */
+    size_t q_bytes; /* queued and not yet written */
     size_t max_queue;
-    conn_wreq_t *wreq;          /* the write in flight, or NULL */
-    pv_buf_t held;              /* plaintext written before TLS is up */
-    pv_defer_t defer;           /* pending close or TLS pump */
-    uv_timer_t *linger;         /* only while a graceful close waits */
+    conn_wreq_t *wreq;  /* the write in flight, or NULL */
+    pv_buf_t held;      /* plaintext written before TLS is up */
+    pv_defer_t defer;   /* pending close or TLS pump */
+    uv_timer_t *linger; /* only while a graceful close waits */
     char *reason;
     int refs;
     uint16_t peer_port;
     char peer_ip[INET6_ADDRSTRLEN];
     unsigned is_unix : 1;
     unsigned is_connecting : 1;
-    unsigned is_handed : 1;     /* the user has it: on_close is owed */
+    unsigned is_handed : 1; /* the user has it: on_close is owed */
     unsigned is_reading : 1;
     unsigned is_paused : 1;
-    unsigned is_closing : 1;    /* close requested: no more reads/writes */
-    unsigned is_abort : 1;      /* ... and queued output is dropped */
+    unsigned is_closing : 1; /* close requested: no more reads/writes */
+    unsigned is_abort : 1;   /* ... and queued output is dropped */
     unsigned is_handle_closing : 1;
     unsigned need_pump : 1;
 };
@@ -140,7 +140,7 @@ conn_closed_cb(uv_handle_t *h)
             reason = "aborted";
         c->h->on_close(c, reason);
     }
-    pv_conn_unref(c);           /* the handle's reference */
+    pv_conn_unref(c); /* the handle's reference */
 }
 
 static void
@@ -171,8 +171,8 @@ conn_linger_cb(uv_timer_t *t)
 {
     pv_conn_t *c = t->data;
 
-    pv_log_debug_cat("event", NULL, "close of %s timed out, dropping %zu "
-                     "queued bytes", c->peer_ip, c->q_bytes);
+    pv_log_debug_cat("event", NULL, "close timed out, %zu bytes dropped",
+                     c->q_bytes);
     conn_close_handle(c);
 }
 
@@ -210,7 +210,7 @@ conn_deferred(void *arg)
         if (c->tls != NULL)
             pv_tls_stash(c->tls);
     }
-    pv_conn_unref(c);           /* taken by conn_schedule() */
+    pv_conn_unref(c); /* taken by conn_schedule() */
 }
 
 static void
@@ -484,8 +484,7 @@ conn_pump(pv_conn_t *c)
         char *buf = pv_loop_plain_buf(c->loop, &cap);
 
         switch (pv_tls_step(c->tls, buf, cap, &n)) {
-        case PV_TLS_WANT:
-            return;
+        case PV_TLS_WANT: return;
         case PV_TLS_HANDSHAKE_DONE:
             if (c->held.len > 0) {
                 int rc = pv_tls_write(c->tls, c->held.data, c->held.len);
@@ -498,9 +497,7 @@ conn_pump(pv_conn_t *c)
             }
             conn_tls_done(c, 1, NULL);
             break;
-        case PV_TLS_DATA:
-            conn_deliver(c, buf, n);
-            break;
+        case PV_TLS_DATA: conn_deliver(c, buf, n); break;
         case PV_TLS_CLOSED:
             conn_begin_close(c, "tls closed by peer", 0);
             return;
@@ -600,8 +597,7 @@ pv_conn_start_tls_server(pv_conn_t *c, pv_tls_ctx_t *ctx)
 
     if (c->tls != NULL || c->is_closing || c->is_connecting)
         return PV_ERROR;
-    c->tls = pv_tls_new(ctx, 1, NULL, NULL, conn_tls_out, c, err,
-                        sizeof(err));
+    c->tls = pv_tls_new(ctx, 1, NULL, NULL, conn_tls_out, c, err, sizeof(err));
     if (c->tls == NULL) {
         pv_log(PV_LOG_ERROR, NULL, "%s", err);
         return PV_ERROR;
@@ -617,8 +613,7 @@ pv_conn_start_tls_client(pv_conn_t *c, pv_tls_ctx_t *ctx, const char *sni,
 
     if (c->tls != NULL || c->is_closing || c->is_connecting)
         return PV_ERROR;
-    c->tls = pv_tls_new(ctx, 0, sni, alpn, conn_tls_out, c, err,
-                        sizeof(err));
+    c->tls = pv_tls_new(ctx, 0, sni, alpn, conn_tls_out, c, err, sizeof(err));
     if (c->tls == NULL) {
         pv_log(PV_LOG_ERROR, NULL, "%s", err);
         return PV_ERROR;
@@ -819,8 +814,8 @@ pv_conn_connect_tcp(pv_loop_t *loop, const char *ip, int port,
 
     if (port <= 0 || port > 65535)
         return NULL;
-    if (uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss) != 0
-        && uv_ip6_addr(ip, port, (struct sockaddr_in6 *)&ss) != 0)
+    if (uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(ip, port, (struct sockaddr_in6 *)&ss) != 0)
         return NULL;
     c = conn_new(loop, 0);
     conn_set_peer(c, (struct sockaddr *)&ss);
@@ -971,16 +966,16 @@ listener_bind_tcp(pv_listener_t *l, const char *addr, int port)
         uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
         return uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&ss, 0);
     }
-    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0
-        && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
         return UV_EINVAL;
     return uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&ss, 0);
 }
 
 pv_listener_t *
 pv_listen_tcp(pv_loop_t *loop, const char *addr, int port, int backlog,
-              void (*on_accept)(void *arg, pv_conn_t *c), void *arg,
-              char *err, size_t errlen)
+              void (*on_accept)(void *arg, pv_conn_t *c), void *arg, char *err,
+              size_t errlen)
 {
     pv_listener_t *l;
     struct sockaddr_storage ss;
@@ -1005,16 +1000,16 @@ pv_listen_tcp(pv_loop_t *loop, const char *addr, int port, int backlog,
     rc = uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len);
     if (rc < 0)
         return listener_fail(l, rc, "cannot read bound port", err, errlen);
-    l->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    l->port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     return l;
 }
 
 pv_listener_t *
 pv_listen_unix(pv_loop_t *loop, const char *path, int mode, int backlog,
-               void (*on_accept)(void *arg, pv_conn_t *c), void *arg,
-               char *err, size_t errlen)
+               void (*on_accept)(void *arg, pv_conn_t *c), void *arg, char *err,
+               size_t errlen)
 {
     struct sockaddr_un sun;
     struct stat st;
@@ -1049,8 +1044,7 @@ pv_listen_unix(pv_loop_t *loop, const char *path, int mode, int backlog,
     }
     rc = uv_listen(&l->u.stream, backlog, listener_accept_cb);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", path,
-                 uv_strerror(rc));
+        snprintf(err, errlen, "cannot listen on %s: %s", path, uv_strerror(rc));
         pv_listener_close(l);
         return NULL;
     }

@@ -91,8 +91,7 @@ pv_conn_t *pv_conn_connect_unix(pv_loop_t *loop, const char *path,
 
 /* Sets the callbacks (borrowed: h must outlive c; usually static) and
  * the user data. */
-void pv_conn_set_handler(pv_conn_t *c, const pv_conn_handler_t *h,
-                         void *ud);
+void pv_conn_set_handler(pv_conn_t *c, const pv_conn_handler_t *h, void *ud);
 void *pv_conn_data(const pv_conn_t *c);
 
 /* Sends len bytes: copied, encrypted when TLS is on, written at once as
@@ -114,8 +113,8 @@ size_t pv_conn_queued(const pv_conn_t *c);
  * clear. on_tls_done reports the outcome; never called from inside
  * these functions. PV_ERROR when TLS is already on or c is closing. */
 int pv_conn_start_tls_server(pv_conn_t *c, pv_tls_ctx_t *ctx);
-int pv_conn_start_tls_client(pv_conn_t *c, pv_tls_ctx_t *ctx,
-                             const char *sni, const char *alpn);
+int pv_conn_start_tls_client(pv_conn_t *c, pv_tls_ctx_t *ctx, const char *sni,
+                             const char *alpn);
 
 /* Graceful close: stops reading, sends queued output and a TLS
  * close_notify, then closes (aborting after a linger of 10 s if the peer

@@ -151,3 +151,34 @@ pv_event_peer_ip(const pv_event_t *ev)
         return pv_c2s_peer_ip(ev->origin->c2s);
     return NULL;
 }
+
+/* A deferred reply pins the client stream (not its connection): once the
+ * stream is closed pv_c2s_send() is a no-op, and the last reference
+ * frees it. */
+struct pv_reply_s {
+    pv_c2s_t *c;
+};
+
+pv_reply_t *
+pv_event_defer(pv_event_t *ev)
+{
+    pv_reply_t *r;
+
+    if (ev->stream == NULL)
+        return NULL;
+    r = pv_xmalloc(sizeof(*r));
+    r->c = pv_c2s_ref(ev->stream);
+    return r;
+}
+
+void
+pv_reply_send(pv_reply_t *r, pv_stanza_t *st)
+{
+    if (r != NULL && st != NULL)
+        pv_c2s_send(r->c, st);
+    pv_stanza_unref(st);
+    if (r != NULL) {
+        pv_c2s_unref(r->c);
+        free(r);
+    }
+}

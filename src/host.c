@@ -433,3 +433,9 @@ pv_host_each_component(pv_host_t *h,
             cb(arg, c->name);
     }
 }
+
+pv_host_t *
+pv_host_find(pv_server_t *srv, const char *domain)
+{
+    return pv_server_host(srv, domain);
+}

@@ -20,13 +20,13 @@
 
 struct pv_loop_s {
     uv_loop_t uv;
-    uv_async_t stop_async;      /* keeps the loop alive; makes stop MT-safe */
-    uv_check_t defer_check;     /* runs deferred tasks after the poll */
-    uv_idle_t defer_idle;       /* zero poll timeout while tasks wait */
-    pv_defer_t defers;          /* sentinel of the queued tasks */
-    pv_defer_t *pool;           /* free pooled nodes, linked by next */
+    uv_async_t stop_async;  /* keeps the loop alive; makes stop MT-safe */
+    uv_check_t defer_check; /* runs deferred tasks after the poll */
+    uv_idle_t defer_idle;   /* zero poll timeout while tasks wait */
+    pv_defer_t defers;      /* sentinel of the queued tasks */
+    pv_defer_t *pool;       /* free pooled nodes, linked by next */
     size_t n_pool;
-    pv_loop_obj_t objs;         /* sentinel of tracked objects */
+    pv_loop_obj_t objs; /* sentinel of tracked objects */
     char *read_buf;
     char *plain_buf;
     int is_running;
@@ -106,7 +106,7 @@ defer_unlink(pv_defer_t *node)
 static void
 defer_idle_cb(uv_idle_t *h)
 {
-    (void)h;    /* exists only so that the poll does not block */
+    (void)h; /* exists only so that the poll does not block */
 }
 
 static void
@@ -149,8 +149,8 @@ defer_check_cb(uv_check_t *h)
 }
 
 void
-pv_loop_defer_node(pv_loop_t *loop, pv_defer_t *node,
-                   void (*cb)(void *arg), void *arg)
+pv_loop_defer_node(pv_loop_t *loop, pv_defer_t *node, void (*cb)(void *arg),
+                   void *arg)
 {
     if (node->next != NULL)
         return;
@@ -280,8 +280,8 @@ pv_loop_free(pv_loop_t *loop)
      * when its handles have closed, so iterate until the list drains.
      * Objects already shutting down are asked again; their shutdown
      * functions are idempotent. */
-    while (loop->objs.next != &loop->objs
-           || loop->defers.next != &loop->defers) {
+    while (loop->objs.next != &loop->objs ||
+           loop->defers.next != &loop->defers) {
         pv_loop_obj_t *obj = loop->objs.next;
 
         while (obj != &loop->objs) {
@@ -466,8 +466,8 @@ signal_cb(uv_signal_t *h, int signum)
 }
 
 pv_signal_t *
-pv_loop_signal(pv_loop_t *loop, int signum,
-               void (*cb)(void *arg, int signum), void *arg)
+pv_loop_signal(pv_loop_t *loop, int signum, void (*cb)(void *arg, int signum),
+               void *arg)
 {
     pv_signal_t *s = pv_xcalloc(1, sizeof(*s));
     int rc;

@@ -40,9 +40,8 @@ uint64_t pv_loop_now_ms(const pv_loop_t *loop);
  * callback returns unless the callback re-armed it with pv_timer_again()
  * or cancelled it, so its owner must forget the pointer in the callback.
  * Never returns NULL (aborts on OOM). */
-pv_timer_t *pv_timer_add(pv_loop_t *loop, uint64_t after_ms,
-                         uint64_t repeat_ms, void (*cb)(void *arg),
-                         void *arg);
+pv_timer_t *pv_timer_add(pv_loop_t *loop, uint64_t after_ms, uint64_t repeat_ms,
+                         void (*cb)(void *arg), void *arg);
 /* Stops and frees t. Safe inside t's own callback; NULL is a no-op. */
 void pv_timer_cancel(pv_timer_t *t);
 /* Re-arms t to fire after after_ms (its repeat interval is kept). Works
@@ -60,10 +59,10 @@ void pv_timer_again(pv_timer_t *t, uint64_t after_ms);
  * is a no-op (cb and arg are not changed). The node must stay alive until
  * its callback starts or pv_loop_defer_cancel() removes it. */
 typedef struct pv_defer_s {
-    struct pv_defer_s *prev, *next;     /* NULL when not queued */
+    struct pv_defer_s *prev, *next; /* NULL when not queued */
     void (*cb)(void *arg);
     void *arg;
-    int is_pooled;                      /* private to loop.c */
+    int is_pooled; /* private to loop.c */
 } pv_defer_t;
 
 void pv_loop_defer_node(pv_loop_t *loop, pv_defer_t *node,

@@ -130,6 +130,7 @@ struct pv_server_s {
     size_t n_conns;
     pv_map_t conns_per_ip;        /* ip -> pv_counter_t */
     pv_map_t auth_failures;       /* ip -> pv_counter_t */
+    pv_map_t deleting;            /* "user@host" of accounts being deleted */
     unsigned long next_id;
     uint8_t secret[32];           /* per-process: fake SCRAM salts */
     int shutting_down;
@@ -216,8 +217,14 @@ void pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st);
 void pv_c2s_close(pv_c2s_t *c, const char *condition);
 void pv_c2s_detach(pv_c2s_t *c);   /* the session is going away */
 void pv_c2s_shutdown_all(pv_server_t *srv);
+/* Releases the XML parser of streams idle for idle_ms (DESIGN.md §3). */
+void pv_c2s_sweep(pv_server_t *srv, uint64_t idle_ms);
 uint64_t pv_c2s_last_active(const pv_c2s_t *c);
 const char *pv_c2s_peer_ip(const pv_c2s_t *c);
+/* References that keep a pv_c2s_t (not its connection) allocated past
+ * its close, for deferred replies (pv_event_defer). */
+pv_c2s_t *pv_c2s_ref(pv_c2s_t *c);
+void pv_c2s_unref(pv_c2s_t *c);
 
 /* sasl.c */
 typedef struct pv_sasl_s pv_sasl_t;

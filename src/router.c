@@ -189,25 +189,25 @@ route(pv_server_t *srv, pv_session_t *from, pv_stanza_t *st)
         pv_log(PV_LOG_DEBUG, "router", "dropping stanza without address");
         return;
     }
+    /* pre- hooks see what a local client sends, wherever it goes */
+    if (from != NULL && from->kind == PV_SESSION_C2S && from->c2s) {
+        pv_event_t ev;
+
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = stanza_event_kind(st);
+        ev.server = srv;
+        ev.host = from->host;
+        ev.origin = from;
+        ev.stanza = st;
+        ev.to = st->to;
+        ev.from = st->from;
+        if (st->kind == PV_STANZA_IQ)
+            ev.payload = pv_node_first_element(st->root);
+        if (ev.kind != PV_EV_NONE && pv_event_stanza(&ev, 1) == PV_HANDLED)
+            return;
+    }
     h = pv_server_host(srv, st->to->domain);
     if (h != NULL) {
-        if (from != NULL && from->kind == PV_SESSION_C2S && from->c2s) {
-            pv_event_t ev;
-
-            memset(&ev, 0, sizeof(ev));
-            ev.kind = stanza_event_kind(st);
-            ev.server = srv;
-            ev.host = from->host;
-            ev.origin = from;
-            ev.stanza = st;
-            ev.to = st->to;
-            ev.from = st->from;
-            if (st->kind == PV_STANZA_IQ)
-                ev.payload = pv_node_first_element(st->root);
-            if (ev.kind != PV_EV_NONE &&
-                pv_event_stanza(&ev, 1) == PV_HANDLED)
-                return;
-        }
         pv_route_local(h, from, st);
         return;
     }

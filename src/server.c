@@ -632,6 +632,18 @@ pv_server_shutdown(pv_server_t *srv)
     shutdown_poll(srv);
 }
 
+/* Idle streams give their XML parser back (~9.5 KiB each): a stream
+ * silent for a second is swept within the next second. */
+#define SWEEP_EVERY_MS 1000
+
+static void
+sweep(void *arg)
+{
+    pv_server_t *srv = arg;
+
+    pv_c2s_sweep(srv, SWEEP_EVERY_MS);
+}
+
 static void
 on_signal(void *arg, int signum)
 {
@@ -693,6 +705,7 @@ pv_server_start(pv_server_t *srv, pv_config_t *cfg)
         drop_privileges(srv) != PV_OK)
         return PV_ERROR;
     signal(SIGPIPE, SIG_IGN);
+    pv_timer_add(srv->loop, SWEEP_EVERY_MS, SWEEP_EVERY_MS, sweep, srv);
     pv_loop_signal(srv->loop, SIGTERM, on_signal, srv);
     pv_loop_signal(srv->loop, SIGINT, on_signal, srv);
     pv_loop_signal(srv->loop, SIGHUP, on_signal, srv);
@@ -742,6 +755,7 @@ pv_server_free(pv_server_t *srv)
     pv_map_each(&srv->auth_failures, free_counter, NULL);
     pv_map_clear(&srv->auth_failures);
     pv_map_clear(&srv->users);
+    pv_map_clear(&srv->deleting);
     pv_gen_unref(srv->gen);
     pv_module_unload_all(srv);
     pv_loop_free(srv->loop);

@@ -4,7 +4,7 @@
  * from the loop-wide read buffer, output goes straight to the
  * connection's write path through a custom BIO. Core code uses the
  * pv_conn_tls_* wrappers in conn.h; only conn.c calls pv_tls_* engine
- * functions. */
+ * functions. Loop thread only (reference counts are not atomic). */
 #ifndef PALAVER_TLS_H
 #define PALAVER_TLS_H
 
@@ -24,9 +24,8 @@ typedef struct pv_tls_s pv_tls_t;
  * minimum, ECDHE AEAD ciphers, no compression, no renegotiation, no
  * session cache or tickets, SSL_MODE_RELEASE_BUFFERS. Returns a new
  * reference, or NULL with the reason in err. */
-pv_tls_ctx_t *pv_tls_ctx_new_server(const char *cert_file,
-                                    const char *key_file, char *err,
-                                    size_t errlen);
+pv_tls_ctx_t *pv_tls_ctx_new_server(const char *cert_file, const char *key_file,
+                                    char *err, size_t errlen);
 /* A client context (s2s out, tests): TLS 1.2 minimum; trusted roots from
  * ca_file (PEM) or, when NULL, the system store. The handshake never
  * fails on an untrusted peer: callers check pv_conn_tls_verify(). */
@@ -41,8 +40,7 @@ void pv_tls_ctx_unref(pv_tls_ctx_t *ctx);
  * (e.g. "xmpp-client" for c2s direct TLS, XEP-0368). A client offering
  * none of them, or no ALPN at all, gets no ALPN (not a fatal alert).
  * n = 0 turns ALPN off. Returns PV_ERROR for a name longer than 255. */
-int pv_tls_ctx_set_alpn(pv_tls_ctx_t *ctx, const char *const *protos,
-                        size_t n);
+int pv_tls_ctx_set_alpn(pv_tls_ctx_t *ctx, const char *const *protos, size_t n);
 /* Server: select(arg, servername) picks the context whose certificate
  * answers a ClientHello with SNI (RFC 6066 §3); it returns a borrowed
  * context (the connection takes its own reference) or NULL to keep ctx.
@@ -63,18 +61,18 @@ struct ssl_ctx_st *pv_tls_ctx_ssl(pv_tls_ctx_t *ctx);
 typedef int (*pv_tls_out_fn)(void *arg, const char *data, size_t len);
 
 typedef enum {
-    PV_TLS_WANT = 0,            /* needs more input */
-    PV_TLS_DATA,                /* *n bytes of plaintext in buf */
-    PV_TLS_HANDSHAKE_DONE,      /* handshake finished; call again */
-    PV_TLS_CLOSED,              /* peer sent close_notify */
-    PV_TLS_FAILED               /* see pv_tls_error() */
+    PV_TLS_WANT = 0,       /* needs more input */
+    PV_TLS_DATA,           /* *n bytes of plaintext in buf */
+    PV_TLS_HANDSHAKE_DONE, /* handshake finished; call again */
+    PV_TLS_CLOSED,         /* peer sent close_notify */
+    PV_TLS_FAILED          /* see pv_tls_error() */
 } pv_tls_status_t;
 
 /* A new engine on ctx (takes its own reference). Client side: sni and
  * alpn (a single protocol name) may be NULL. NULL with err on failure. */
 pv_tls_t *pv_tls_new(pv_tls_ctx_t *ctx, int is_server, const char *sni,
-                     const char *alpn, pv_tls_out_fn out, void *arg,
-                     char *err, size_t errlen);
+                     const char *alpn, pv_tls_out_fn out, void *arg, char *err,
+                     size_t errlen);
 void pv_tls_free(pv_tls_t *t);
 /* Hands over ciphertext, borrowed until the next pv_tls_stash() or
  * pv_tls_input(); bytes stashed earlier are read first. */

@@ -1,6 +1,7 @@
 /* src/users.c: account operations with the events modules rely on
  * (created, deleting, deleted), used by modules through the module API and
  * by admin.c. Hashing runs on worker threads; the rows are accounts.c's. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ typedef struct {
     int has_record;         /* rec given by the caller (palaverctl) */
     pv_user_done_fn cb;
     void *arg;
+    char *deleting_key;     /* entry in srv->deleting while deleting */
 } user_job_t;
 
 static void
@@ -37,6 +39,10 @@ user_fire(pv_host_t *h, const char *user, pv_event_kind_t kind)
 static void
 user_job_free(user_job_t *j)
 {
+    if (j->deleting_key != NULL) {
+        pv_map_del(&j->host->server->deleting, j->deleting_key);
+        free(j->deleting_key);
+    }
     if (j->password != NULL) {
         OPENSSL_cleanse(j->password, strlen(j->password));
         free(j->password);
@@ -50,6 +56,13 @@ user_job_free(user_job_t *j)
 int
 pv_user_exists(pv_host_t *h, const char *user)
 {
+    char key[2048];
+
+    /* from PV_EV_USER_DELETING on the account is gone for modules, so
+     * nothing writes new rows for it while its rows are being removed */
+    snprintf(key, sizeof(key), "%s@%s", user, h->name);
+    if (pv_map_get(&h->server->deleting, key) != NULL)
+        return 0;
     return h->server->storage != NULL &&
            pv_account_exists(h->server->storage, h->name, user) == PV_OK;
 }
@@ -191,7 +204,9 @@ pv_user_delete(pv_host_t *h, const char *user, pv_user_done_fn cb,
     j->user = pv_xstrdup(user);
     j->cb = cb;
     j->arg = arg;
+    j->deleting_key = pv_xasprintf("%s@%s", user, h->name);
     user_fire(h, user, PV_EV_USER_DELETING);
+    pv_map_put(&h->server->deleting, j->deleting_key, j);
     if (pv_account_delete(h->server->storage, h->name, user, user_deleted,
                           j) != PV_OK)
         user_deleted(j, PV_ERROR);

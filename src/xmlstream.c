@@ -70,6 +70,8 @@ struct pv_xmlstream_s {
     unsigned stopped : 1;        /* ignore further expat events */
     unsigned restart_pending : 1;
     unsigned free_pending : 1;
+    unsigned is_lazy : 1;        /* release only on pv_xmlstream_idle() */
+    unsigned at_boundary : 1;    /* the last feed ended between stanzas */
 };
 
 /* --- helpers ---------------------------------------------------------- */
@@ -220,6 +222,7 @@ reset(pv_xmlstream_t *xs)
     xs->n_decls = 0;
     xs->stopped = 0;
     xs->restart_pending = 0;
+    xs->at_boundary = 0;
 }
 
 static void
@@ -639,6 +642,7 @@ maybe_release(pv_xmlstream_t *xs, const char *buf, size_t len)
 {
     size_t from;
 
+    xs->at_boundary = 0;
     if (xs->state != XS_OPEN || xs->depth != 1 || xs->p == NULL)
         return;
     if (xs->boundary < xs->buf_base)
@@ -646,7 +650,23 @@ maybe_release(pv_xmlstream_t *xs, const char *buf, size_t len)
     from = (size_t)(xs->boundary - xs->buf_base);
     if (from > len || !all_ws(buf + from, len - from))
         return;
-    parser_release(xs);
+    xs->at_boundary = 1;
+    if (!xs->is_lazy)
+        parser_release(xs);
+}
+
+void
+pv_xmlstream_set_lazy(pv_xmlstream_t *xs, int lazy)
+{
+    xs->is_lazy = lazy ? 1 : 0;
+}
+
+void
+pv_xmlstream_idle(pv_xmlstream_t *xs)
+{
+    if (xs->at_boundary && !xs->busy && xs->p != NULL &&
+        xs->state == XS_OPEN && xs->depth == 1)
+        parser_release(xs);
 }
 
 int

@@ -90,6 +90,13 @@ void pv_xmlstream_restart(pv_xmlstream_t *xs);
  * ignored. */
 void pv_xmlstream_free(pv_xmlstream_t *xs);
 
+/* Lazy release: with lazy set, a feed that ends between stanzas keeps the
+ * expat parser (rebuilding it costs more than a busy stream's stanzas),
+ * and pv_xmlstream_idle() releases it once the owner finds the stream
+ * idle. Without lazy (the default) every such feed releases it. */
+void pv_xmlstream_set_lazy(pv_xmlstream_t *xs, int lazy);
+void pv_xmlstream_idle(pv_xmlstream_t *xs);
+
 /* Bytes the parser currently holds: its own struct, the saved stream
  * context, the stanza under construction and pending text, plus
  * PV_XMLSTREAM_EXPAT_COST for a live expat parser (expat has no per-parser

@@ -25,7 +25,8 @@ typedef enum {
     PV_IQ_ERROR,
     /* lifecycle events */
     PV_EV_STREAM_FEATURES,  /* data: the <stream:features/> node being
-                               built; user: NULL before authentication */
+                               built (allocate in stanza->arena); user:
+                               NULL before authentication */
     PV_EV_SESSION_BOUND,    /* session: a c2s resource was bound */
     PV_EV_SESSION_CLOSED,   /* session: about to be destroyed */
     PV_EV_PRESENCE_CHANGED, /* session: its broadcast presence changed */
@@ -34,6 +35,14 @@ typedef enum {
     PV_EV_USER_DELETED,     /* user: account removed (store rows gone) */
     PV_EV_DISCO_INFO,       /* data: the <query/> of a server disco#info */
     PV_EV_HOST_ACTIVATED,   /* host: its modules are all initialised */
+    PV_EV_ROSTER_GET,       /* user: roster owner; data: pv_roster_get_t
+                               (roster.h); answered by mod_roster */
+    PV_EV_ROSTER_SET_STATE, /* user: roster owner; data:
+                               pv_roster_state_t (roster.h); mod_roster
+                               stores the item's state and pushes it */
+    PV_EV_ROSTER_CHANGED,   /* user: roster owner; data:
+                               pv_roster_change_t (roster.h); fired by
+                               mod_roster after an item changed */
     PV_EV_COUNT_
 } pv_event_kind_t;
 
@@ -89,6 +98,21 @@ typedef struct pv_hook_s {
  * also on a stream that has not authenticated; drops the caller's
  * reference. */
 void pv_event_reply(pv_event_t *ev, pv_stanza_t *st);
+/* A reply held past the handler: for a PV_HOOK_PREAUTH request whose
+ * answer waits on asynchronous work (XEP-0077 answers a sign-up once the
+ * account is committed, so that the client can authenticate at once). */
+typedef struct pv_reply_s pv_reply_t;
+#define PV_HAVE_REPLY_DEFER 1
+/* Keeps the unauthenticated stream ev->stanza came from reachable after
+ * the handler returns (the stream itself may close meanwhile). Returns a
+ * new handle, or NULL when ev is not a PV_HOOK_PREAUTH event (answer
+ * authenticated requests by address with pv_host_route()). Hand it to
+ * pv_reply_send() exactly once. */
+pv_reply_t *pv_event_defer(pv_event_t *ev);
+/* Sends st on the stream if it is still open, else drops it; takes the
+ * caller's reference on st (NULL: only releases r). Frees r; r NULL is a
+ * no-op apart from dropping st. Loop thread only. */
+void pv_reply_send(pv_reply_t *r, pv_stanza_t *st);
 /* IP address of the client that sent ev->stanza, or NULL when unknown. */
 const char *pv_event_peer_ip(const pv_event_t *ev);
 

@@ -77,6 +77,10 @@ void pv_host_each_feature(pv_host_t *h,
 const char *const *pv_host_contact(pv_host_t *h, const char *kind);
 /* The server's XEP-0115 verification string for h. */
 const char *pv_host_caps_ver(pv_host_t *h);
+/* The host serving domain (vhost or component) in the current
+ * configuration, or NULL. Borrowed: valid until the next reload, so do
+ * not keep it across loop turns. */
+pv_host_t *pv_host_find(pv_server_t *srv, const char *domain);
 /* True when domain is served here (vhost or component). */
 int pv_host_is_local(pv_server_t *srv, const char *domain);
 /* Calls cb with the domain of every component served under h. */

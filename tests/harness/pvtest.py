@@ -32,6 +32,10 @@ NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind'
 NS_SASL_CB = 'urn:xmpp:sasl-cb:0'
 
 CORE_MODULES = ['disco', 'ping', 'version', 'time']
+# every module of the tree, for servers that should behave like a real
+# deployment (the scenario suite)
+ALL_MODULES = CORE_MODULES + ['roster', 'presence', 'offline', 'blocking',
+                              'vcard', 'private', 'register']
 
 
 # --------------------------------------------------------------------------
@@ -117,7 +121,7 @@ def available_modules(names=None):
     found = set()
     if os.environ.get('PV_STATIC_MODULES') == '1':
         # --enable-static-modules: every module of the tree is linked in
-        found.update(names or CORE_MODULES)
+        found.update(names or ALL_MODULES)
     mp = module_path()
     if os.path.isdir(mp):
         for f in os.listdir(mp):
@@ -126,7 +130,7 @@ def available_modules(names=None):
     try:
         with open(palaverd_path(), 'rb') as f:
             blob = f.read()
-        for n in (names or CORE_MODULES):
+        for n in (names or ALL_MODULES):
             if ('pv_module_' + n).encode() + b'\0' in blob:
                 found.add(n)
     except OSError:

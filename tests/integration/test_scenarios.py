@@ -39,7 +39,9 @@ def accounts(files, domain):
 
 def make_test(path):
     def test():
-        srv = suite.shared_server(users=accounts(FILES, 'localhost'))
+        srv = suite.shared_server(
+            users=accounts(FILES, 'localhost'),
+            modules=pvtest.available_modules(pvtest.ALL_MODULES))
         rc, out = pvtest.run_scenario(srv, path)
         out = out.rstrip()
         if rc == 77:
@@ -90,7 +92,9 @@ romeo receives nothing
 
 def broken_test(name, text):
     def test():
-        srv = suite.shared_server(users=accounts(FILES, 'localhost'))
+        srv = suite.shared_server(
+            users=accounts(FILES, 'localhost'),
+            modules=pvtest.available_modules(pvtest.ALL_MODULES))
         path = os.path.join(srv.dir, 'broken-%s.scn' % name)
         with open(path, 'w') as f:
             f.write(text)

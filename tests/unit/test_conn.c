@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 
@@ -45,7 +46,7 @@
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
-#define WAIT_MS 10000
+#define WAIT_MS 60000 /* generous: valgrind runs are slow */
 
 /* The suite's temporary directory and certificates (test fixture only). */
 static char tmpdir[256];
@@ -108,9 +109,9 @@ suite_init(void)
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/pv-test-conn-XXXXXX");
     if (mkdtemp(tmpdir) == NULL)
         return 1;
-    if (!make_cert("default.example", 1, cert_default, key_default)
-        || !make_cert("a.example", 2, cert_a, key_a)
-        || !make_cert("b.example", 3, cert_b, key_b))
+    if (!make_cert("default.example", 1, cert_default, key_default) ||
+        !make_cert("a.example", 2, cert_a, key_a) ||
+        !make_cert("b.example", 3, cert_b, key_b))
         return 1;
     return 0;
 }
@@ -118,8 +119,8 @@ suite_init(void)
 static int
 suite_clean(void)
 {
-    const char *files[] = { cert_default, key_default, cert_a, key_a,
-                            cert_b, key_b };
+    const char *files[] = {cert_default, key_default, cert_a,
+                           key_a,        cert_b,      key_b};
     size_t i;
 
     for (i = 0; i < PV_COUNTOF(files); i++)
@@ -153,7 +154,7 @@ wait_tick(void *arg)
 static int
 run_until(pv_loop_t *loop, int (*pred)(void *), void *arg)
 {
-    wait_t w = { loop, pred, arg, pv_loop_now_ms(loop) + WAIT_MS, 0 };
+    wait_t w = {loop, pred, arg, pv_loop_now_ms(loop) + WAIT_MS, 0};
     pv_timer_t *t = pv_timer_add(loop, 1, 1, wait_tick, &w);
 
     pv_loop_run(loop);
@@ -173,7 +174,7 @@ run_for(pv_loop_t *loop, uint64_t ms)
 {
     pv_timer_t *t = pv_timer_add(loop, ms, 0, stop_cb, loop);
 
-    (void)t;    /* one-shot: frees itself */
+    (void)t; /* one-shot: frees itself */
     pv_loop_run(loop);
 }
 
@@ -184,7 +185,7 @@ typedef struct peer_s {
     pv_conn_t *c;
     pv_buf_t got;
     int echo;
-    int on_data_action;         /* 1 close, 2 abort, 3 reply and close */
+    int on_data_action; /* 1 close, 2 abort, 3 reply and close */
     int pause_each;
     int n_tls_done;
     int tls_ok;
@@ -282,9 +283,8 @@ h_drained(pv_conn_t *c)
     p->n_drained++;
 }
 
-static const pv_conn_handler_t handler = {
-    h_data, h_tls_done, h_close, h_drained
-};
+static const pv_conn_handler_t handler = {h_data, h_tls_done, h_close,
+                                          h_drained};
 
 static void
 fix_accept(void *arg, pv_conn_t *c)
@@ -312,13 +312,11 @@ fix_connect(void *arg, pv_conn_t *c, const char *err)
     f->cli.c = c;
     pv_conn_set_handler(c, &handler, &f->cli);
     if (f->cctx != NULL) {
-        CU_ASSERT_EQUAL(pv_conn_start_tls_client(c, f->cctx, f->sni,
-                                                 f->alpn),
+        CU_ASSERT_EQUAL(pv_conn_start_tls_client(c, f->cctx, f->sni, f->alpn),
                         PV_OK);
     }
     if (f->hello != NULL) {
-        CU_ASSERT_EQUAL(pv_conn_write(c, f->hello, strlen(f->hello)),
-                        PV_OK);
+        CU_ASSERT_EQUAL(pv_conn_write(c, f->hello, strlen(f->hello)), PV_OK);
     }
 }
 
@@ -340,9 +338,8 @@ fix_init(fix_t *f)
 static void
 fix_connect_tcp(fix_t *f)
 {
-    CU_ASSERT_PTR_NOT_NULL(pv_conn_connect_tcp(f->loop, "127.0.0.1",
-                                               pv_listener_port(f->l),
-                                               fix_connect, f));
+    CU_ASSERT_PTR_NOT_NULL(pv_conn_connect_tcp(
+        f->loop, "127.0.0.1", pv_listener_port(f->l), fix_connect, f));
 }
 
 static void
@@ -461,7 +458,7 @@ again_cb(void *arg)
     if (c->again-- > 0)
         pv_timer_again(c->t, 5);
     else
-        c->t = NULL;    /* one-shot: freed after this returns */
+        c->t = NULL; /* one-shot: freed after this returns */
 }
 
 static void
@@ -478,12 +475,12 @@ static void
 test_timers(void)
 {
     pv_loop_t *loop = pv_loop_new();
-    tcount_t once = { loop, NULL, 0, 0, 0 };
-    tcount_t rep = { loop, NULL, 0, 3, 0 };
-    tcount_t never = { loop, NULL, 0, 0, 0 };
-    tcount_t again = { loop, NULL, 0, 0, 2 };
-    tcount_t self = { loop, NULL, 0, 0, 0 };
-    tcount_t reset = { loop, NULL, 0, 0, 0 };
+    tcount_t once = {loop, NULL, 0, 0, 0};
+    tcount_t rep = {loop, NULL, 0, 3, 0};
+    tcount_t never = {loop, NULL, 0, 0, 0};
+    tcount_t again = {loop, NULL, 0, 0, 2};
+    tcount_t self = {loop, NULL, 0, 0, 0};
+    tcount_t reset = {loop, NULL, 0, 0, 0};
     uint64_t t0 = pv_loop_now_ms(loop);
 
     once.t = pv_timer_add(loop, 5, 0, count_cb, &once);
@@ -493,7 +490,7 @@ test_timers(void)
     again.t = pv_timer_add(loop, 5, 0, again_cb, &again);
     self.t = pv_timer_add(loop, 1, 0, oneshot_cancel_self_cb, &self);
     reset.t = pv_timer_add(loop, 20, 0, count_cb, &reset);
-    pv_timer_again(reset.t, 120);       /* pushes the deadline out */
+    pv_timer_again(reset.t, 120); /* pushes the deadline out */
     run_for(loop, 80);
     CU_ASSERT_EQUAL(once.n, 1);
     CU_ASSERT_EQUAL(rep.n, 3);
@@ -566,7 +563,7 @@ test_defer(void)
     d.loop = pv_loop_new();
     pv_loop_defer(d.loop, defer_a, &d);
     pv_loop_defer_node(d.loop, &d.node, defer_b, &d);
-    pv_loop_defer_node(d.loop, &d.node, defer_c, &d);   /* no-op */
+    pv_loop_defer_node(d.loop, &d.node, defer_c, &d); /* no-op */
     pv_loop_defer_node(d.loop, &cancelled, defer_c, &d);
     pv_loop_defer_cancel(d.loop, &cancelled);
     pv_loop_defer(d.loop, defer_c, &d);
@@ -731,7 +728,7 @@ pred_signal(void *arg)
 static void
 test_signal(void)
 {
-    sigctx_t s = { pv_loop_new(), 0 };
+    sigctx_t s = {pv_loop_new(), 0};
     pv_signal_t *sig = pv_loop_signal(s.loop, SIGUSR1, signal_cb, &s);
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(sig);
@@ -793,8 +790,7 @@ test_unix_echo(void)
     CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
     CU_ASSERT_EQUAL(pv_listener_port(f.l), 0);
     f.hello = "status";
-    CU_ASSERT_PTR_NOT_NULL(pv_conn_connect_unix(f.loop, path, fix_connect,
-                                                &f));
+    CU_ASSERT_PTR_NOT_NULL(pv_conn_connect_unix(f.loop, path, fix_connect, &f));
     CU_ASSERT_FATAL(run_until(f.loop, pred_cli_got_hello, &f));
     CU_ASSERT_NSTRING_EQUAL(f.cli.got.data, "status", 6);
     CU_ASSERT(pv_conn_is_unix(f.srv.c));
@@ -804,8 +800,8 @@ test_unix_echo(void)
     CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
     /* a regular file in the way is not replaced */
     close(open(path, O_CREAT | O_WRONLY, 0600));
-    CU_ASSERT_PTR_NULL(pv_listen_unix(f.loop, path, 0600, 8, unix_accept,
-                                      &f, err, sizeof(err)));
+    CU_ASSERT_PTR_NULL(pv_listen_unix(f.loop, path, 0600, 8, unix_accept, &f,
+                                      err, sizeof(err)));
     unlink(path);
     fix_done(&f);
 }
@@ -822,10 +818,10 @@ test_connect_fail(void)
     pv_listener_close(f.l);
     f.l = NULL;
     run_for(f.loop, 5);
-    CU_ASSERT_PTR_NULL(pv_conn_connect_tcp(f.loop, "not-an-ip", port,
-                                           fix_connect, &f));
-    CU_ASSERT_PTR_NOT_NULL(pv_conn_connect_tcp(f.loop, "127.0.0.1", port,
-                                               fix_connect, &f));
+    CU_ASSERT_PTR_NULL(
+        pv_conn_connect_tcp(f.loop, "not-an-ip", port, fix_connect, &f));
+    CU_ASSERT_PTR_NOT_NULL(
+        pv_conn_connect_tcp(f.loop, "127.0.0.1", port, fix_connect, &f));
     run_for(f.loop, 50);
     CU_ASSERT_EQUAL(f.n_connect, 1);
     CU_ASSERT_STRING_EQUAL(f.connect_err, "connection refused");
@@ -885,7 +881,9 @@ pred_cli_total(void *arg)
 static void
 test_slow_reader(void)
 {
-    enum { CHUNK = 64 * 1024 };
+    enum {
+        CHUNK = 64 * 1024
+    };
     bulk_t b;
     char *chunk = pv_xmalloc(CHUNK);
     size_t off;
@@ -922,7 +920,9 @@ test_slow_reader(void)
 static void
 test_max_queue(void)
 {
-    enum { CHUNK = 64 * 1024 };
+    enum {
+        CHUNK = 64 * 1024
+    };
     char *chunk = pv_xcalloc(1, CHUNK);
     int i, rc = PV_OK;
     fix_t f;
@@ -1005,7 +1005,9 @@ test_close_in_data(void)
 static void
 test_tls_echo(void)
 {
-    enum { BIG = 300000 };
+    enum {
+        BIG = 300000
+    };
     char *big = pv_xmalloc(BIG);
     char err[256];
     bulk_t b;
@@ -1016,7 +1018,7 @@ test_tls_echo(void)
     f.cctx = client_ctx(cert_default);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f.sctx);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f.cctx);
-    f.hello = "hello over tls";     /* written before the handshake */
+    f.hello = "hello over tls"; /* written before the handshake */
     f.sni = "default.example";
     fix_connect_tcp(&f);
     CU_ASSERT_FATAL(run_until(f.loop, pred_cli_got_hello, &f));
@@ -1029,14 +1031,14 @@ test_tls_echo(void)
     CU_ASSERT_STRING_EQUAL(pv_conn_tls_sni(f.srv.c), "default.example");
     CU_ASSERT_PTR_NULL(pv_conn_tls_alpn(f.srv.c));
     /* trusted via ca_file, and the name matches */
-    CU_ASSERT_EQUAL(pv_conn_tls_verify(f.cli.c, "default.example", err,
-                                       sizeof(err)),
-                    PV_OK);
-    CU_ASSERT_EQUAL(pv_conn_tls_verify(f.cli.c, "other.example", err,
-                                       sizeof(err)),
-                    PV_ERROR);
+    CU_ASSERT_EQUAL(
+        pv_conn_tls_verify(f.cli.c, "default.example", err, sizeof(err)),
+        PV_OK);
+    CU_ASSERT_EQUAL(
+        pv_conn_tls_verify(f.cli.c, "other.example", err, sizeof(err)),
+        PV_ERROR);
     CU_ASSERT_EQUAL(pv_conn_tls_verify(f.srv.c, NULL, err, sizeof(err)),
-                    PV_ERROR);   /* the client sent no certificate */
+                    PV_ERROR); /* the client sent no certificate */
 
     /* many records in both directions */
     fill_pattern(big, 0, BIG);
@@ -1063,14 +1065,14 @@ test_tls_untrusted(void)
 
     fix_init(&f);
     f.sctx = server_ctx(cert_default, key_default);
-    f.cctx = client_ctx(NULL);      /* system store: self-signed fails */
+    f.cctx = client_ctx(NULL); /* system store: self-signed fails */
     f.hello = "x";
     fix_connect_tcp(&f);
     CU_ASSERT_FATAL(run_until(f.loop, pred_cli_got_hello, &f));
-    CU_ASSERT(f.cli.tls_ok);        /* verification is the caller's call */
-    CU_ASSERT_EQUAL(pv_conn_tls_verify(f.cli.c, "default.example", err,
-                                       sizeof(err)),
-                    PV_ERROR);
+    CU_ASSERT(f.cli.tls_ok); /* verification is the caller's call */
+    CU_ASSERT_EQUAL(
+        pv_conn_tls_verify(f.cli.c, "default.example", err, sizeof(err)),
+        PV_ERROR);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "self"));
     fix_done(&f);
 }
@@ -1097,7 +1099,7 @@ sni_select(void *arg, const char *name)
 static void
 run_sni(sni_map_t *m, const char *sni, const char *want_cn)
 {
-    static const char *const alpn[] = { "xmpp-client" };
+    static const char *const alpn[] = {"xmpp-client"};
     char cn[128];
     fix_t f;
 
@@ -1125,8 +1127,7 @@ run_sni(sni_map_t *m, const char *sni, const char *want_cn)
 static void
 test_tls_sni(void)
 {
-    sni_map_t m = { server_ctx(cert_a, key_a), server_ctx(cert_b, key_b),
-                    0 };
+    sni_map_t m = {server_ctx(cert_a, key_a), server_ctx(cert_b, key_b), 0};
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(m.a);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m.b);
@@ -1144,7 +1145,7 @@ test_tls_sni(void)
 static void
 run_alpn(const char *offer, const char *want)
 {
-    static const char *const alpn[] = { "xmpp-client", "xmpp-server" };
+    static const char *const alpn[] = {"xmpp-client", "xmpp-server"};
     fix_t f;
 
     fix_init(&f);
@@ -1170,7 +1171,7 @@ test_tls_alpn(void)
 {
     run_alpn("xmpp-server", "xmpp-server");
     run_alpn("xmpp-client", "xmpp-client");
-    run_alpn("h2", NULL);           /* no overlap: continue without */
+    run_alpn("h2", NULL); /* no overlap: continue without */
     run_alpn(NULL, NULL);
 }
 
@@ -1226,28 +1227,26 @@ run_channel_binding(int max_version)
 
     /* tls-unique: the client's Finished, the same on both ends */
     slen = clen = 64;
-    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-unique", s,
-                                            &slen),
+    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-unique", s, &slen),
                     PV_OK);
-    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.cli.c, "tls-unique", c,
-                                            &clen),
+    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.cli.c, "tls-unique", c, &clen),
                     PV_OK);
     CU_ASSERT_EQUAL(slen, clen);
     CU_ASSERT(memcmp(s, c, slen) == 0);
     if (max_version == TLS1_2_VERSION) {
-        CU_ASSERT_EQUAL(slen, 12);      /* RFC 5246 §7.4.9 verify_data */
+        CU_ASSERT_EQUAL(slen, 12); /* RFC 5246 §7.4.9 verify_data */
     } else {
         CU_ASSERT(slen == 32 || slen == 48);
     }
 
     /* tls-server-end-point: SHA-256 of our certificate's DER */
     slen = clen = 64;
-    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-server-end-point",
-                                            s, &slen),
-                    PV_OK);
-    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.cli.c, "tls-server-end-point",
-                                            c, &clen),
-                    PV_OK);
+    CU_ASSERT_EQUAL(
+        pv_conn_channel_binding(f.srv.c, "tls-server-end-point", s, &slen),
+        PV_OK);
+    CU_ASSERT_EQUAL(
+        pv_conn_channel_binding(f.cli.c, "tls-server-end-point", c, &clen),
+        PV_OK);
     fp = fopen(cert_default, "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
     x = PEM_read_X509(fp, NULL, NULL, NULL);
@@ -1264,19 +1263,17 @@ run_channel_binding(int max_version)
     slen = clen = 64;
     n = pv_conn_cb_types(f.srv.c, types, 4);
     if (max_version == TLS1_2_VERSION) {
-        CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-exporter", s,
-                                                &slen),
-                        PV_ERROR);
+        CU_ASSERT_EQUAL(
+            pv_conn_channel_binding(f.srv.c, "tls-exporter", s, &slen),
+            PV_ERROR);
         CU_ASSERT_EQUAL(n, 2);
         CU_ASSERT_STRING_EQUAL(types[0], "tls-server-end-point");
         CU_ASSERT_STRING_EQUAL(types[1], "tls-unique");
     } else {
-        CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-exporter", s,
-                                                &slen),
-                        PV_OK);
-        CU_ASSERT_EQUAL(pv_conn_channel_binding(f.cli.c, "tls-exporter", c,
-                                                &clen),
-                        PV_OK);
+        CU_ASSERT_EQUAL(
+            pv_conn_channel_binding(f.srv.c, "tls-exporter", s, &slen), PV_OK);
+        CU_ASSERT_EQUAL(
+            pv_conn_channel_binding(f.cli.c, "tls-exporter", c, &clen), PV_OK);
         CU_ASSERT_EQUAL(slen, 32);
         CU_ASSERT_EQUAL(clen, 32);
         CU_ASSERT(memcmp(s, c, 32) == 0);
@@ -1288,9 +1285,8 @@ run_channel_binding(int max_version)
     slen = 64;
     CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-bogus", s, &slen),
                     PV_ERROR);
-    slen = 4;       /* too small for any value */
-    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-unique", s,
-                                            &slen),
+    slen = 4; /* too small for any value */
+    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-unique", s, &slen),
                     PV_ERROR);
     fix_done(&f);
 }
@@ -1309,11 +1305,123 @@ test_channel_binding(void)
     f.hello = "x";
     fix_connect_tcp(&f);
     CU_ASSERT_FATAL(run_until(f.loop, pred_cli_got_hello, &f));
-    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-unique", buf,
-                                            &len),
+    CU_ASSERT_EQUAL(pv_conn_channel_binding(f.srv.c, "tls-unique", buf, &len),
                     PV_ERROR);
     CU_ASSERT_EQUAL(pv_conn_cb_types(f.srv.c, NULL, 0), 0);
     fix_done(&f);
+}
+
+/* A plain blocking OpenSSL client on a thread: its own view of the
+ * handshake is the reference the server's values must match (RFC 5929
+ * §3.1: tls-unique is the client's Finished on a full handshake). */
+typedef struct raw_cli_s {
+    int port;
+    int max_version;
+    atomic_int ok; /* set (release) once fin and exp are filled in */
+    uint8_t fin[64];
+    size_t fin_len;
+    uint8_t exp[32];
+    int exp_ok;
+} raw_cli_t;
+
+static void *
+raw_client(void *arg)
+{
+    raw_cli_t *r = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    struct sockaddr_in sin;
+    SSL *ssl = NULL;
+    char ch;
+    int fd;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)r->port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (r->max_version != 0)
+        SSL_CTX_set_max_proto_version(ctx, r->max_version);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+        goto out;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1)
+        goto out;
+    r->fin_len = SSL_get_finished(ssl, r->fin, sizeof(r->fin));
+    r->exp_ok = SSL_export_keying_material(ssl, r->exp, sizeof(r->exp),
+                                           "EXPORTER-Channel-Binding", 24, NULL,
+                                           0, 0) == 1;
+    atomic_store(&r->ok, 1);
+    if (SSL_write(ssl, "x", 1) != 1)
+        goto out;
+    /* wait until the server has looked and closes */
+    while (SSL_read(ssl, &ch, 1) > 0)
+        ;
+out:
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static int
+pred_srv_got(void *arg)
+{
+    fix_t *f = arg;
+
+    return f->srv.got.len > 0;
+}
+
+static void
+run_raw_binding(int max_version)
+{
+    raw_cli_t r;
+    pthread_t th;
+    uint8_t buf[64];
+    size_t len;
+    fix_t f;
+
+    fix_init(&f);
+    f.srv.echo = 0;
+    f.sctx = server_ctx(cert_default, key_default);
+    memset(&r, 0, sizeof(r));
+    r.port = pv_listener_port(f.l);
+    r.max_version = max_version;
+    CU_ASSERT_FATAL(pthread_create(&th, NULL, raw_client, &r) == 0);
+    CU_ASSERT(run_until(f.loop, pred_srv_got, &f));
+    if (f.srv.c != NULL) {
+        CU_ASSERT(atomic_load(&r.ok));
+        len = sizeof(buf);
+        CU_ASSERT_EQUAL(
+            pv_conn_channel_binding(f.srv.c, "tls-unique", buf, &len), PV_OK);
+        CU_ASSERT_EQUAL(len, r.fin_len);
+        CU_ASSERT(memcmp(buf, r.fin, r.fin_len) == 0);
+        len = sizeof(buf);
+        if (max_version == TLS1_2_VERSION) {
+            CU_ASSERT_EQUAL(
+                pv_conn_channel_binding(f.srv.c, "tls-exporter", buf, &len),
+                PV_ERROR);
+        } else {
+            CU_ASSERT(r.exp_ok);
+            CU_ASSERT_EQUAL(
+                pv_conn_channel_binding(f.srv.c, "tls-exporter", buf, &len),
+                PV_OK);
+            CU_ASSERT_EQUAL(len, 32);
+            CU_ASSERT(memcmp(buf, r.exp, 32) == 0);
+        }
+        pv_conn_close(f.srv.c);
+    }
+    CU_ASSERT(run_until(f.loop, pred_srv_closed, &f));
+    pthread_join(th, NULL);
+    fix_done(&f);
+}
+
+static void
+test_channel_binding_raw(void)
+{
+    run_raw_binding(0);
+    run_raw_binding(TLS1_2_VERSION);
 }
 
 /* STARTTLS: plaintext first, then TLS on the same connection. */
@@ -1348,8 +1456,8 @@ stls_close(pv_conn_t *c, const char *reason)
     s->f.srv.c = NULL;
 }
 
-static const pv_conn_handler_t stls_handler = { stls_data, NULL, stls_close,
-                                                NULL };
+static const pv_conn_handler_t stls_handler = {stls_data, NULL, stls_close,
+                                               NULL};
 
 static void
 stls_accept(void *arg, pv_conn_t *c)
@@ -1377,8 +1485,8 @@ test_starttls(void)
     fix_init(&s.f);
     s.upgraded = 0;
     pv_listener_close(s.f.l);
-    s.f.l = pv_listen_tcp(s.f.loop, NULL, 0, 8, stls_accept, &s, err,
-                          sizeof(err));
+    s.f.l =
+        pv_listen_tcp(s.f.loop, NULL, 0, 8, stls_accept, &s, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(s.f.l);
     s.f.sctx = server_ctx(cert_default, key_default);
     s.f.hello = "<starttls/>";
@@ -1387,9 +1495,9 @@ test_starttls(void)
     CU_ASSERT_NSTRING_EQUAL(s.f.cli.got.data, "<proceed/>", 10);
     CU_ASSERT_STRING_EQUAL(pv_conn_peer_ip(s.f.srv.c), "127.0.0.1");
     s.f.cctx = client_ctx(NULL);
-    CU_ASSERT_EQUAL(pv_conn_start_tls_client(s.f.cli.c, s.f.cctx,
-                                             "default.example", NULL),
-                    PV_OK);
+    CU_ASSERT_EQUAL(
+        pv_conn_start_tls_client(s.f.cli.c, s.f.cctx, "default.example", NULL),
+        PV_OK);
     s.f.hello = "<proceed/>secret";
     CU_ASSERT_EQUAL(pv_conn_write(s.f.cli.c, "secret", 6), PV_OK);
     CU_ASSERT(run_until(s.f.loop, pred_cli_got_hello, &s.f));
@@ -1403,7 +1511,10 @@ test_starttls(void)
 static void
 test_tls_pause(void)
 {
-    enum { TOTAL = 1024 * 1024, CHUNK = 20000 };
+    enum {
+        TOTAL = 1024 * 1024,
+        CHUNK = 20000
+    };
     char *chunk = pv_xmalloc(CHUNK);
     size_t off;
     bulk_t b;
@@ -1464,8 +1575,7 @@ mem_close(pv_conn_t *c, const char *reason)
             m->conns[i] = NULL;
 }
 
-static const pv_conn_handler_t mem_handler = { mem_data, NULL, mem_close,
-                                               NULL };
+static const pv_conn_handler_t mem_handler = {mem_data, NULL, mem_close, NULL};
 
 static void
 mem_accept(void *arg, pv_conn_t *c)
@@ -1519,27 +1629,27 @@ mem_child(int port, int ready_fd, int go_fd)
 
         for (i = start; i < end; i++) {
             int fd = socket(AF_INET, SOCK_STREAM, 0);
+            int one = 1;
             size_t got = 0;
 
-            if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin))
-                != 0)
+            /* without it Nagle and delayed ACKs cost 40 ms a session */
+            if (fd < 0 ||
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) !=
+                    0 ||
+                connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
                 _exit(2);
             ssl[i] = SSL_new(ctx);
             SSL_set_fd(ssl[i], fd);
-            fprintf(stderr, "child %d connect\n", i);
             if (SSL_connect(ssl[i]) != 1)
                 _exit(3);
-            fprintf(stderr, "child %d hs done\n", i);
             if (SSL_write(ssl[i], payload, sizeof(payload)) <= 0)
                 _exit(4);
             while (got < sizeof(back)) {
-                int n = SSL_read(ssl[i], back + got,
-                                 (int)(sizeof(back) - got));
+                int n = SSL_read(ssl[i], back + got, (int)(sizeof(back) - got));
 
                 if (n <= 0)
                     _exit(5);
                 got += (size_t)n;
-                fprintf(stderr, "child %d got %zu\n", i, got);
             }
         }
         start = end;
@@ -1580,22 +1690,19 @@ test_tls_idle_memory(void)
 
     /* warm-up sessions pay the one-time costs (loop buffers, OpenSSL's
      * lazily loaded tables); the next MEM_N pay only their own */
-    CU_ASSERT_FATAL(run_until(m.loop, pred_ready, &m));
+    if (!run_until(m.loop, pred_ready, &m))
+        goto fail;
     run_for(m.loop, 50);
     m1 = heap_used();
     CU_ASSERT_EQUAL(write(p2c[1], "g", 1), 1);
-    if (!run_until(m.loop, pred_ready, &m)) {
-        fprintf(stderr, "n=%d\n", m.n);
-        for (i = 0; i < m.n; i++)
-            if (m.conns[i] == NULL || pv_conn_memory(m.conns[i]) != 600)
-                fprintf(stderr, "conn %d mem %zu tls %d q %zu\n", i, m.conns[i] ? pv_conn_memory(m.conns[i]) : 0, m.conns[i] ? pv_conn_is_tls(m.conns[i]) : -1, m.conns[i] ? pv_conn_queued(m.conns[i]) : 0);
-        CU_FAIL_FATAL("x");
-    }
+    if (!run_until(m.loop, pred_ready, &m))
+        goto fail;
     run_for(m.loop, 50);
     m2 = heap_used();
     CU_ASSERT_EQUAL(m.n, MEM_WARM + MEM_N);
     for (i = MEM_WARM; i < m.n; i++) {
-        CU_ASSERT_PTR_NOT_NULL_FATAL(m.conns[i]);
+        if (m.conns[i] == NULL)
+            goto fail;
         CU_ASSERT_STRING_EQUAL(pv_conn_tls_version(m.conns[i]), "TLSv1.3");
         CU_ASSERT_EQUAL(pv_conn_queued(m.conns[i]), 0);
         conn_mem += pv_conn_memory(m.conns[i]);
@@ -1609,14 +1716,27 @@ test_tls_idle_memory(void)
            ""
 #endif
     );
-    CU_ASSERT(m2 > m1);
-    /* the session budget is 16 KiB in all (DESIGN.md §3) */
-    CU_ASSERT((m2 - m1) / MEM_N < 16 * 1024);
+    if (m1 == 0 && m2 == 0) {
+        /* valgrind replaces malloc and mallinfo2() reports nothing */
+        printf("[no heap statistics] ");
+    } else {
+        CU_ASSERT(m2 > m1);
+        /* the session budget is 16 KiB in all (DESIGN.md §3) */
+        CU_ASSERT((m2 - m1) / MEM_N < 16 * 1024);
+    }
     CU_ASSERT(conn_mem / MEM_N < 1024);
 
     close(p2c[1]);
     waitpid(pid, &status, 0);
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    goto out;
+
+fail:
+    CU_FAIL("tls clients did not finish");
+    kill(pid, SIGKILL);
+    close(p2c[1]);
+    waitpid(pid, &status, 0);
+out:
     close(c2p[0]);
     run_for(m.loop, 20);
     pv_listener_close(l);
@@ -1650,6 +1770,8 @@ test_suite_conn(void)
     CU_add_test(conn, "tls alpn", test_tls_alpn);
     CU_add_test(conn, "tls 1.1 refused", test_tls_old_version_refused);
     CU_add_test(conn, "channel binding", test_channel_binding);
+    CU_add_test(conn, "channel binding against openssl client",
+                test_channel_binding_raw);
     CU_add_test(conn, "starttls", test_starttls);
     CU_add_test(conn, "tls pause and resume", test_tls_pause);
     CU_add_test(conn, "idle tls memory", test_tls_idle_memory);

@@ -577,6 +577,35 @@ test_floods(void)
 #define FEED_OK(r, s)                                                     \
     CU_ASSERT_EQUAL(pv_xmlstream_feed((r)->xs, (s), strlen(s), NULL), PV_OK)
 
+/* Lazy mode: the parser stays between stanzas until the owner calls
+ * pv_xmlstream_idle(), and only a stream between stanzas gives it up. */
+static void
+test_lazy_release(void)
+{
+    rec_t r;
+
+    rec_init(&r, NULL);
+    pv_xmlstream_set_lazy(r.xs, 1);
+    FEED_OK(&r, "<stream:stream xmlns='jabber:client' " STREAMS_DECL
+                " to='example.com' version='1.0'>");
+    FEED_OK(&r, "<message to='a@b'><body>one</body></message>");
+    CU_ASSERT_EQUAL(r.n_stanzas, 1);
+    CU_ASSERT(pv_xmlstream_memory(r.xs) > PV_XMLSTREAM_EXPAT_COST);
+    pv_xmlstream_idle(r.xs);
+    CU_ASSERT(pv_xmlstream_memory(r.xs) < 2048);
+    /* half a stanza: idle must not drop what expat holds */
+    FEED_OK(&r, "<message to='a@b'><bo");
+    pv_xmlstream_idle(r.xs);
+    CU_ASSERT(pv_xmlstream_memory(r.xs) > PV_XMLSTREAM_EXPAT_COST);
+    FEED_OK(&r, "dy>two</body></message>");
+    CU_ASSERT_EQUAL(r.n_stanzas, 2);
+    pv_xmlstream_idle(r.xs);
+    CU_ASSERT(pv_xmlstream_memory(r.xs) < 2048);
+    FEED_OK(&r, "<presence/>");
+    CU_ASSERT_EQUAL(r.n_stanzas, 3);
+    rec_fini(&r);
+}
+
 static void
 test_idle_release(void)
 {
@@ -735,5 +764,6 @@ test_suite_xmlstream(void)
     CU_add_test(s, "depth, attribute and size limits", test_limits);
     CU_add_test(s, "floods stay bounded", test_floods);
     CU_add_test(s, "idle release", test_idle_release);
+    CU_add_test(s, "lazy release", test_lazy_release);
     CU_add_test(s, "restart and free from callbacks", test_restart);
 }

@@ -67,6 +67,7 @@ struct pv_conn_s {
     size_t max_queue;
     conn_wreq_t *wreq;  /* the write in flight, or NULL */
     pv_buf_t held;      /* plaintext written before TLS is up */
+    pv_buf_t out;       /* plaintext of this loop turn, not yet written */
     pv_defer_t defer;   /* pending close or TLS pump */
     uv_timer_t *linger; /* only while a graceful close waits */
     char *reason;
@@ -83,6 +84,8 @@ struct pv_conn_s {
     unsigned is_handle_closing : 1;
     unsigned need_pump : 1;
 };
+
+static void conn_flush_out(pv_conn_t *c);
 
 struct pv_listener_s {
     pv_loop_obj_t obj;
@@ -104,6 +107,7 @@ conn_free(pv_conn_t *c)
 {
     conn_chunk_t *ch;
 
+    pv_buf_free(&c->out);
     while ((ch = c->q_head) != NULL) {
         c->q_head = ch->next;
         free(ch);
@@ -201,6 +205,8 @@ conn_deferred(void *arg)
 {
     pv_conn_t *c = arg;
 
+    if (!c->is_closing)
+        conn_flush_out(c);
     if (c->is_closing) {
         conn_finish_close(c);
     } else if (c->need_pump) {
@@ -238,6 +244,10 @@ conn_begin_close(pv_conn_t *c, const char *reason, int abort)
 {
     if (c->is_handle_closing)
         return;
+    /* what was written this turn goes out before the close (and before
+     * close_notify) */
+    if (!abort && !c->is_closing)
+        conn_flush_out(c);
     if (c->is_closing) {
         if (abort && !c->is_abort) {
             c->is_abort = 1;
@@ -414,14 +424,32 @@ conn_tls_out(void *arg, const char *data, size_t len)
     return conn_raw_write(arg, data, len);
 }
 
+/* Writes of one loop turn are gathered and leave in conn_deferred(): one
+ * TLS record and one syscall for everything a turn sent to a peer (stream
+ * header and features, a burst of messages) instead of one per call. */
+static void
+conn_flush_out(pv_conn_t *c)
+{
+    size_t len;
+    char *data;
+
+    if (c->out.len == 0)
+        return;
+    data = pv_buf_steal(&c->out, &len);
+    if (c->tls == NULL) {
+        conn_raw_write(c, data, len);
+    } else if (pv_tls_write(c->tls, data, len) != PV_OK) {
+        conn_begin_close(c, pv_tls_error(c->tls), 1);
+    }
+    free(data);
+}
+
 int
 pv_conn_write(pv_conn_t *c, const char *data, size_t len)
 {
     if (c->is_closing || c->is_handle_closing || c->is_connecting)
         return PV_ERROR;
-    if (c->tls == NULL)
-        return conn_raw_write(c, data, len);
-    if (!pv_tls_is_done(c->tls)) {
+    if (c->tls != NULL && !pv_tls_is_done(c->tls)) {
         if (c->held.len + len > c->max_queue) {
             conn_begin_close(c, PV_CONN_REASON_QUEUE, 1);
             return PV_ERROR;
@@ -429,10 +457,12 @@ pv_conn_write(pv_conn_t *c, const char *data, size_t len)
         pv_buf_append(&c->held, data, len);
         return PV_OK;
     }
-    if (pv_tls_write(c->tls, data, len) != PV_OK) {
-        conn_begin_close(c, pv_tls_error(c->tls), 1);
+    if (c->q_bytes + c->out.len + len > c->max_queue) {
+        conn_begin_close(c, PV_CONN_REASON_QUEUE, 1);
         return PV_ERROR;
     }
+    pv_buf_append(&c->out, data, len);
+    conn_schedule(c);
     return PV_OK;
 }
 
@@ -445,7 +475,7 @@ pv_conn_set_max_queue(pv_conn_t *c, size_t bytes)
 size_t
 pv_conn_queued(const pv_conn_t *c)
 {
-    return c->q_bytes + c->held.len;
+    return c->q_bytes + c->held.len + c->out.len;
 }
 
 /* ---- reading ---- */
@@ -597,6 +627,8 @@ pv_conn_start_tls_server(pv_conn_t *c, pv_tls_ctx_t *ctx)
 
     if (c->tls != NULL || c->is_closing || c->is_connecting)
         return PV_ERROR;
+    /* what was written before (<proceed/>) goes out in clear */
+    conn_flush_out(c);
     c->tls = pv_tls_new(ctx, 1, NULL, NULL, conn_tls_out, c, err, sizeof(err));
     if (c->tls == NULL) {
         pv_log(PV_LOG_ERROR, NULL, "%s", err);
@@ -613,6 +645,8 @@ pv_conn_start_tls_client(pv_conn_t *c, pv_tls_ctx_t *ctx, const char *sni,
 
     if (c->tls != NULL || c->is_closing || c->is_connecting)
         return PV_ERROR;
+    /* what was written before (<proceed/>) goes out in clear */
+    conn_flush_out(c);
     c->tls = pv_tls_new(ctx, 0, sni, alpn, conn_tls_out, c, err, sizeof(err));
     if (c->tls == NULL) {
         pv_log(PV_LOG_ERROR, NULL, "%s", err);
@@ -719,7 +753,7 @@ pv_conn_is_unix(const pv_conn_t *c)
 size_t
 pv_conn_memory(const pv_conn_t *c)
 {
-    size_t n = sizeof(*c) + c->held.cap;
+    size_t n = sizeof(*c) + c->held.cap + c->out.cap;
     const conn_chunk_t *ch;
 
     for (ch = c->q_head; ch != NULL; ch = ch->next)

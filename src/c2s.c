@@ -395,7 +395,8 @@ c2s_rate_ok(pv_c2s_t *c, size_t bytes, unsigned stanzas)
         if (c->byte_tokens < 0)
             return 0;
     }
-    if (cc->c2s_stanza_rate > 0 && stanzas) {
+    if (cc->c2s_stanza_rate > 0) {
+        /* refill on every call: the byte check above moved bucket_ms */
         double cap = 2.0 * (double)cc->c2s_stanza_rate;
         c->stanza_tokens += dt * (double)cc->c2s_stanza_rate;
         if (c->stanza_tokens > cap)

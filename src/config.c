@@ -755,11 +755,12 @@ file_of(load_t *L, const config_setting_t *s)
             return f;
     f = pv_arena_calloc(L->tmp, sizeof(*f));
     f->raw = pv_arena_strdup(L->tmp, raw);
-    f->name = pv_arena_strdup(L->a, raw);
     if (raw[0] == '/')
         full = pv_xstrdup(raw);
     else
         full = pv_xasprintf("%s/%s", L->cfg->base_dir, raw);
+    /* errors name a path the operator can open from any directory */
+    f->name = pv_arena_strdup(L->a, full);
     f->dir = dir_of(L->a, full);
     free(full);
     f->next = L->files;

@@ -115,6 +115,8 @@ typedef struct pv_counter_s {
 struct pv_server_s {
     pv_loop_t *loop;
     pv_gen_t *gen;                /* current generation */
+    pv_gen_t *boot_gen;           /* the one the listeners, storage and
+                                   * user come from (restart-only) */
     char *config_path;
     pv_module_t *modules;         /* every module loaded so far */
     pv_map_t hosts;               /* name -> pv_host_t (current gen) */

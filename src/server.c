@@ -219,8 +219,14 @@ pv_server_apply_config(pv_server_t *srv, pv_config_t *cfg)
                 goto fail;
             }
         }
-        for (i = 0; i < old_n; i++)
+        for (i = 0; i < old_n; i++) {
+            /* a retired host stays for its sessions, but its module
+             * timers would go on acting on every session of the domain
+             * with the old directives: the new generation's take over */
+            while (old_list[i]->timers != NULL)
+                pv_module_timer_cancel(old_list[i]->timers);
             pv_host_unref(old_list[i]);
+        }
         free(old_list);
         pv_map_clear(&old_map);
         pv_gen_unref(old_gen);
@@ -454,8 +460,10 @@ pv_server_listen(pv_server_t *srv)
     return write_ports_file(srv);
 }
 
-static void
-notify_ready(void)
+/* Connected before the privilege drop: NOTIFY_SOCKET may be writable
+ * only by root, and AF_UNIX checks the permission at connect(). */
+static int
+notify_open(void)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sa;
@@ -464,7 +472,7 @@ notify_ready(void)
 
     if (path == NULL || (path[0] != '/' && path[0] != '@') ||
         strlen(path) >= sizeof(sa.sun_path))
-        return;
+        return -1;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     strcpy(sa.sun_path, path);
@@ -473,9 +481,22 @@ notify_ready(void)
     len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return;
-    if (sendto(fd, "READY=1", 7, MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, len) != 0) {
         pv_log_errno("server", "cannot notify %s", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void
+notify_ready(int fd)
+{
+    if (fd < 0)
+        return;
+    if (send(fd, "READY=1", 7, MSG_NOSIGNAL) < 0)
+        pv_log_errno("server", "cannot notify NOTIFY_SOCKET");
     close(fd);
 }
 
@@ -525,6 +546,12 @@ drop_privileges(pv_server_t *srv)
         pv_log(PV_LOG_ERROR, "server", "user '%s' does not exist", g->user);
         return PV_ERROR;
     }
+    /* the log file is opened again on SIGHUP, as this user */
+    if (g->log != NULL && g->log[0] == '/' &&
+        chown(g->log, pw->pw_uid, pw->pw_gid) != 0 && errno != ENOENT) {
+        pv_log_errno("server", "cannot chown %s", g->log);
+        return PV_ERROR;
+    }
     if (chown_tree(g->storage_path, g->control_socket, pw->pw_uid,
                    pw->pw_gid) != PV_OK ||
         initgroups(pw->pw_name, pw->pw_gid) != 0 ||
@@ -567,9 +594,12 @@ str_differs(const char *a, const char *b)
 void
 pv_server_reload(pv_server_t *srv)
 {
-    pv_config_t *cfg, *old = srv->gen->cfg;
+    pv_config_t *cfg, *old;
 
     pv_log(PV_LOG_INFO, "server", "reloading %s", srv->config_path);
+    /* restart-only settings are compared with what runs: the first
+     * generation's, not the last file's */
+    old = (srv->boot_gen ? srv->boot_gen : srv->gen)->cfg;
     cfg = pv_server_load_config(srv, srv->config_path, 0);
     if (cfg == NULL) {
         pv_log(PV_LOG_ERROR, "server", "reload failed; keeping the running "
@@ -676,6 +706,7 @@ int
 pv_server_start(pv_server_t *srv, pv_config_t *cfg)
 {
     const pv_core_conf_t *g = &cfg->global;
+    int notify_fd;
 
     configure_logging(g);
     if (geteuid() == 0 && g->user == NULL && !g->run_as_root) {
@@ -698,19 +729,26 @@ pv_server_start(pv_server_t *srv, pv_config_t *cfg)
         pv_config_free(cfg);
         return PV_ERROR;
     }
+    srv->boot_gen = srv->gen;
+    srv->boot_gen->refs++;
     if (srv->in_process)
         return PV_OK;
     if (pv_server_listen(srv) != PV_OK ||
-        pv_control_listen(srv, g->control_socket) != PV_OK ||
-        drop_privileges(srv) != PV_OK)
+        pv_control_listen(srv, g->control_socket) != PV_OK)
         return PV_ERROR;
+    notify_fd = notify_open();
+    if (drop_privileges(srv) != PV_OK) {
+        if (notify_fd >= 0)
+            close(notify_fd);
+        return PV_ERROR;
+    }
     signal(SIGPIPE, SIG_IGN);
     pv_timer_add(srv->loop, SWEEP_EVERY_MS, SWEEP_EVERY_MS, sweep, srv);
     pv_loop_signal(srv->loop, SIGTERM, on_signal, srv);
     pv_loop_signal(srv->loop, SIGINT, on_signal, srv);
     pv_loop_signal(srv->loop, SIGHUP, on_signal, srv);
     pv_log(PV_LOG_INFO, "server", "palaverd " PV_VERSION_STRING " ready");
-    notify_ready();
+    notify_ready(notify_fd);
     return PV_OK;
 }
 
@@ -757,6 +795,7 @@ pv_server_free(pv_server_t *srv)
     pv_map_clear(&srv->users);
     pv_map_clear(&srv->deleting);
     pv_gen_unref(srv->gen);
+    pv_gen_unref(srv->boot_gen);
     pv_module_unload_all(srv);
     pv_loop_free(srv->loop);
     free(srv->config_path);

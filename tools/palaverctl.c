@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
@@ -246,6 +247,9 @@ main(int argc, char **argv)
     unsigned iterations;
     int opt, fd, rc;
 
+    /* what it creates (the store, the log file) is the operator's only,
+     * as with palaverd */
+    umask(077);
     while ((opt = getopt(argc, argv, "+c:h")) != -1) {
         if (opt == 'c') {
             path = optarg;

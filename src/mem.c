@@ -208,6 +208,17 @@ pv_arena_size(const pv_arena_t *a)
     return a->total;
 }
 
+size_t
+pv_arena_used(const pv_arena_t *a)
+{
+    const pv_arena_block_t *b;
+    size_t n = 0;
+
+    for (b = a->head; b != NULL; b = b->next)
+        n += b->used;
+    return n;
+}
+
 static void
 buf_reserve(pv_buf_t *b, size_t extra)
 {

@@ -567,7 +567,14 @@ pv_stanza_t *
 pv_stanza_copy(const pv_stanza_t *st)
 {
     pv_arena_t *arena = pv_arena_new(pv_arena_size(st->arena));
+    size_t need;
 
+    /* copies are often kept (last presence, offline queue): size the
+     * arena to the tree, not to the parser's growth of the original */
+    pv_node_copy(arena, st->root);
+    need = pv_arena_used(arena) + sizeof(pv_stanza_t) + 64;
+    pv_arena_free(arena);
+    arena = pv_arena_new(need);
     return pv_stanza_new(arena, pv_node_copy(arena, st->root));
 }
 

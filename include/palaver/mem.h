@@ -34,6 +34,8 @@ char *pv_arena_strndup(pv_arena_t *a, const char *s, size_t len);
 char *pv_arena_printf(pv_arena_t *a, const char *fmt, ...) PV_PRINTF(2, 3);
 /* Bytes handed out plus block overhead: what the arena costs. */
 size_t pv_arena_size(const pv_arena_t *a);
+/* Bytes handed out so far (with alignment), without block overhead. */
+size_t pv_arena_used(const pv_arena_t *a);
 
 /* Growable buffer; data is always NUL-terminated for convenience.
  * Zero-initialise ({0}) before first use; pv_buf_free() releases. */

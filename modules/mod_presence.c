@@ -28,7 +28,9 @@ typedef struct {
 } pres_session_t;
 
 typedef struct {
-    pv_arena_t *scratch;        /* stream feature node, see below */
+    pv_stanza_t *plain;         /* a bare <presence/> shared by every
+                                 * session whose last presence had nothing
+                                 * in it: no copy per idle session */
 } pres_host_t;
 
 /* --- roster access through events ------------------------------------- */
@@ -131,6 +133,22 @@ send_presence(pv_host_t *h, const char *from, const char *to,
     pv_stanza_touch(st);
     pv_host_route(h, st);
     pv_stanza_unref(st);
+}
+
+/* A presence with nothing but addresses (and an id): what the copy kept
+ * per session would be worth nothing more than the shared template. */
+static int
+is_plain(const pv_stanza_t *st)
+{
+    const pv_attr_t *a;
+
+    if (st->root->children != NULL)
+        return 0;
+    for (a = st->root->attrs; a != NULL; a = a->next)
+        if (a->ns != NULL || (strcmp(a->name, "from") &&
+                              strcmp(a->name, "to") && strcmp(a->name, "id")))
+            return 0;
+    return 1;
 }
 
 /* A copy of st from `from` (NULL: unchanged) to `to`. */
@@ -395,9 +413,14 @@ broadcast(pv_event_t *ev)
         return PV_HANDLED;  /* a subscription or probe to nobody: drop */
     is_initial = !ps->is_available;
     pv_stanza_unref(ps->last);
-    ps->last = pv_stanza_copy(ev->stanza);
-    pv_node_remove_attr(ps->last->root, "to");
-    pv_stanza_touch(ps->last);
+    if (is_plain(ev->stanza)) {
+        pres_host_t *ph = pv_module_host_data(ev->module, ev->host);
+        ps->last = pv_stanza_ref(ph->plain);
+    } else {
+        ps->last = pv_stanza_copy(ev->stanza);
+        pv_node_remove_attr(ps->last->root, "to");
+        pv_stanza_touch(ps->last);
+    }
     ps->is_available = 1;
     contacts_get(ev->host, me->node, NULL, &c);
     for (i = 0; i < c.n; i++)
@@ -681,9 +704,7 @@ pres_roster_changed(pv_event_t *ev)
     return PV_PASS;
 }
 
-/* RFC 6121 §3.4: pre-approval is a stream feature. The event carries no
- * arena, so the node lives in a scratch arena of ours, reset at the next
- * stream: c2s serialises the features before it returns. */
+/* RFC 6121 §3.4: pre-approval is a stream feature. */
 static pv_rc_t
 pres_features(pv_event_t *ev)
 {
@@ -692,8 +713,7 @@ pres_features(pv_event_t *ev)
 
     if (ev->user == NULL || f == NULL || ph == NULL)
         return PV_PASS;
-    pv_arena_reset(ph->scratch);
-    pv_node_new(ph->scratch, "sub", NS_PREAPPROVAL, f);
+    pv_node_new(ev->stanza->arena, "sub", NS_PREAPPROVAL, f);
     return PV_PASS;
 }
 
@@ -702,7 +722,7 @@ pres_host_init(pv_module_t *m, pv_host_t *h)
 {
     pres_host_t *ph = pv_xcalloc(1, sizeof(*ph));
 
-    ph->scratch = pv_arena_new(256);
+    ph->plain = pv_stanza_build("presence");
     pv_module_set_host_data(m, h, ph);
     return PV_OK;
 }
@@ -714,7 +734,7 @@ pres_host_fini(pv_module_t *m, pv_host_t *h)
 
     if (ph == NULL)
         return;
-    pv_arena_free(ph->scratch);
+    pv_stanza_unref(ph->plain);
     free(ph);
     pv_module_set_host_data(m, h, NULL);
 }

@@ -64,7 +64,6 @@ typedef struct {
     unsigned refs;              /* the host + every write in flight */
     int is_dead;                /* host_fini ran */
     unsigned long push_seq;
-    pv_arena_t *scratch;        /* stream feature nodes (see below) */
 } roster_host_t;
 
 typedef struct {
@@ -405,7 +404,6 @@ rh_unref(roster_host_t *rh)
         tdelete(r, &rh->tree, roster_cmp);
         roster_free(r);
     }
-    pv_arena_free(rh->scratch);
     free(rh);
 }
 
@@ -1254,19 +1252,15 @@ roster_user_deleted(pv_event_t *ev)
     return PV_PASS;
 }
 
-/* RFC 6121 §2.6.1. The event carries no arena, so the node lives in a
- * scratch arena of ours, reset at the next stream: c2s serialises the
- * features before it returns from building them. */
+/* RFC 6121 §2.6.1: roster versioning is a stream feature. */
 static pv_rc_t
 roster_features(pv_event_t *ev)
 {
-    roster_host_t *rh = host_of(ev);
     pv_node_t *f = ev->data;
 
     if (ev->user == NULL || f == NULL)
         return PV_PASS;
-    pv_arena_reset(rh->scratch);
-    pv_node_new(rh->scratch, "ver", NS_ROSTERVER, f);
+    pv_node_new(ev->stanza->arena, "ver", NS_ROSTERVER, f);
     return PV_PASS;
 }
 
@@ -1282,11 +1276,9 @@ roster_host_init(pv_module_t *m, pv_host_t *h)
     rh->refs = 1;
     rh->items = pv_store_open(h, m, "items", PV_STORE_MAP);
     rh->meta = pv_store_open(h, m, "meta", PV_STORE_KEYVAL);
-    rh->scratch = pv_arena_new(256);
     if (rh->items == NULL || rh->meta == NULL) {
         pv_log(PV_LOG_ERROR, pv_host_name(h), "mod_roster: cannot open "
                "the roster stores");
-        pv_arena_free(rh->scratch);
         free(rh);
         return PV_ERROR;
     }

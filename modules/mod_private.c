@@ -12,7 +12,6 @@
 #include <palaver/module.h>
 
 #define NS_PRIVATE "jabber:iq:private"
-#define PRIVATE_MAX_DEPTH 32
 
 typedef struct {
     size_t max_size;          /* serialized XML bytes per user */
@@ -39,115 +38,6 @@ struct private_job_s {
     int failed;
     private_job_t *prev, *next;
 };
-
-/* --- stored form --------------------------------------------------------
- * The module API has no XML parser, so an element is stored as a
- * pre-order walk: 'E' name NUL xmlns NUL, then per attribute 'A' ns NUL
- * name NUL value NUL (ns "" when unqualified), children ('E'... or 'T'
- * u32-BE length and bytes), then 'e'. XML forbids NUL in names and
- * values, so the terminators are unambiguous. */
-
-static void
-private_pack(pv_buf_t *b, const pv_node_t *n)
-{
-    const pv_attr_t *a;
-    const pv_node_t *c;
-
-    if (n->name == NULL) {
-        uint8_t len[4] = { (uint8_t)(n->text_len >> 24),
-                           (uint8_t)(n->text_len >> 16),
-                           (uint8_t)(n->text_len >> 8),
-                           (uint8_t)n->text_len };
-        pv_buf_append(b, "T", 1);
-        pv_buf_append(b, len, 4);
-        pv_buf_append(b, n->text, n->text_len);
-        return;
-    }
-    pv_buf_append(b, "E", 1);
-    pv_buf_append(b, n->name, strlen(n->name) + 1);
-    pv_buf_append(b, n->xmlns, strlen(n->xmlns) + 1);
-    for (a = n->attrs; a != NULL; a = a->next) {
-        const char *ns = a->ns != NULL ? a->ns : "";
-        pv_buf_append(b, "A", 1);
-        pv_buf_append(b, ns, strlen(ns) + 1);
-        pv_buf_append(b, a->name, strlen(a->name) + 1);
-        pv_buf_append(b, a->value, strlen(a->value) + 1);
-    }
-    for (c = n->children; c != NULL; c = c->next)
-        private_pack(b, c);
-    pv_buf_append(b, "e", 1);
-}
-
-typedef struct {
-    const char *p, *end;
-} private_reader_t;
-
-static const char *
-private_read_str(private_reader_t *r)
-{
-    const char *s = r->p;
-    const char *nul = memchr(r->p, '\0', (size_t)(r->end - r->p));
-
-    if (nul == NULL)
-        return NULL;
-    r->p = nul + 1;
-    return s;
-}
-
-/* Rebuilds one element below parent; NULL when the bytes are not what
- * private_pack() writes (a damaged row must not crash the server). */
-static pv_node_t *
-private_unpack(pv_arena_t *arena, private_reader_t *r, pv_node_t *parent,
-               int depth)
-{
-    const char *name, *xmlns;
-    pv_node_t *n;
-
-    if (depth > PRIVATE_MAX_DEPTH || r->p >= r->end || *r->p != 'E')
-        return NULL;
-    r->p++;
-    if ((name = private_read_str(r)) == NULL || *name == '\0' ||
-        (xmlns = private_read_str(r)) == NULL)
-        return NULL;
-    n = pv_node_new(arena, name, xmlns, parent);
-    while (r->p < r->end) {
-        const char *ns, *an, *av;
-        size_t len;
-
-        switch (*r->p) {
-        case 'A':
-            r->p++;
-            if ((ns = private_read_str(r)) == NULL ||
-                (an = private_read_str(r)) == NULL || *an == '\0' ||
-                (av = private_read_str(r)) == NULL)
-                return NULL;
-            pv_node_set_attr_ns(arena, n, *ns ? ns : NULL, an, av);
-            break;
-        case 'T':
-            if (r->end - r->p < 5)
-                return NULL;
-            len = (size_t)(uint8_t)r->p[1] << 24 |
-                  (size_t)(uint8_t)r->p[2] << 16 |
-                  (size_t)(uint8_t)r->p[3] << 8 | (size_t)(uint8_t)r->p[4];
-            r->p += 5;
-            if (len > (size_t)(r->end - r->p))
-                return NULL;
-            pv_node_add_text(arena, n, r->p, len);
-            r->p += len;
-            break;
-        case 'E':
-            if (private_unpack(arena, r, n, depth + 1) == NULL)
-                return NULL;
-            break;
-        case 'e':
-            r->p++;
-            return n;
-        default:
-            return NULL;
-        }
-    }
-    return NULL;
-}
 
 /* --- accounts being deleted ----------------------------------------- */
 
@@ -272,10 +162,9 @@ private_get(pv_event_t *ev, private_host_t *ph)
         rc = pv_store_get(ph->store, host, ev->to->node,
                           private_key(st->arena, c), &val, &len);
         if (rc == PV_OK) {
-            private_reader_t r = { val, (const char *)val + len };
-            pv_node_t *el = private_unpack(st->arena, &r, NULL, 0);
+            pv_node_t *el = pv_node_unpack(st->arena, val, len, NULL);
             free(val);
-            if (el == NULL || r.p != r.end) {
+            if (el == NULL) {
                 pv_log(PV_LOG_ERROR, host, "mod_private: damaged row "
                        "%s of %s", private_key(st->arena, c),
                        ev->to->bare);
@@ -403,7 +292,7 @@ private_set(pv_event_t *ev, private_host_t *ph)
 
         if (c->name == NULL)
             continue;
-        private_pack(&b, c);
+        pv_node_pack(c, &b);
         job->n_pending++;
         if (pv_store_put(ph->store, host, ev->to->node,
                          private_key(arena, c), b.data, b.len,

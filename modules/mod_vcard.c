@@ -13,7 +13,6 @@
 
 #define NS_VCARD "vcard-temp"
 /* deeper than any real vCard; bounds the decoder's recursion */
-#define VCARD_MAX_DEPTH 32
 
 typedef struct {
     size_t max_size;          /* serialized XML bytes; PV_SIZE_OFF */
@@ -38,115 +37,6 @@ struct vcard_job_s {
     pv_stanza_t *req;         /* our reference */
     vcard_job_t *prev, *next;
 };
-
-/* --- stored form --------------------------------------------------------
- * The module API has no XML parser, so the element is stored as a
- * pre-order walk: 'E' name NUL xmlns NUL, then per attribute 'A' ns NUL
- * name NUL value NUL (ns "" when unqualified), children ('E'... or 'T'
- * u32-BE length and bytes), then 'e'. Names and values never hold NUL
- * (XML forbids it), so the terminators are unambiguous. */
-
-static void
-vcard_pack(pv_buf_t *b, const pv_node_t *n)
-{
-    const pv_attr_t *a;
-    const pv_node_t *c;
-
-    if (n->name == NULL) {
-        uint8_t len[4] = { (uint8_t)(n->text_len >> 24),
-                           (uint8_t)(n->text_len >> 16),
-                           (uint8_t)(n->text_len >> 8),
-                           (uint8_t)n->text_len };
-        pv_buf_append(b, "T", 1);
-        pv_buf_append(b, len, 4);
-        pv_buf_append(b, n->text, n->text_len);
-        return;
-    }
-    pv_buf_append(b, "E", 1);
-    pv_buf_append(b, n->name, strlen(n->name) + 1);
-    pv_buf_append(b, n->xmlns, strlen(n->xmlns) + 1);
-    for (a = n->attrs; a != NULL; a = a->next) {
-        const char *ns = a->ns != NULL ? a->ns : "";
-        pv_buf_append(b, "A", 1);
-        pv_buf_append(b, ns, strlen(ns) + 1);
-        pv_buf_append(b, a->name, strlen(a->name) + 1);
-        pv_buf_append(b, a->value, strlen(a->value) + 1);
-    }
-    for (c = n->children; c != NULL; c = c->next)
-        vcard_pack(b, c);
-    pv_buf_append(b, "e", 1);
-}
-
-typedef struct {
-    const char *p, *end;
-} vcard_reader_t;
-
-static const char *
-vcard_read_str(vcard_reader_t *r)
-{
-    const char *s = r->p;
-    const char *nul = memchr(r->p, '\0', (size_t)(r->end - r->p));
-
-    if (nul == NULL)
-        return NULL;
-    r->p = nul + 1;
-    return s;
-}
-
-/* Rebuilds one element below parent; NULL when the bytes are not what
- * vcard_pack() writes (a damaged row must not crash the server). */
-static pv_node_t *
-vcard_unpack(pv_arena_t *arena, vcard_reader_t *r, pv_node_t *parent,
-             int depth)
-{
-    const char *name, *xmlns;
-    pv_node_t *n;
-
-    if (depth > VCARD_MAX_DEPTH || r->p >= r->end || *r->p != 'E')
-        return NULL;
-    r->p++;
-    if ((name = vcard_read_str(r)) == NULL || *name == '\0' ||
-        (xmlns = vcard_read_str(r)) == NULL)
-        return NULL;
-    n = pv_node_new(arena, name, xmlns, parent);
-    while (r->p < r->end) {
-        const char *ns, *an, *av;
-        size_t len;
-
-        switch (*r->p) {
-        case 'A':
-            r->p++;
-            if ((ns = vcard_read_str(r)) == NULL ||
-                (an = vcard_read_str(r)) == NULL || *an == '\0' ||
-                (av = vcard_read_str(r)) == NULL)
-                return NULL;
-            pv_node_set_attr_ns(arena, n, *ns ? ns : NULL, an, av);
-            break;
-        case 'T':
-            if (r->end - r->p < 5)
-                return NULL;
-            len = (size_t)(uint8_t)r->p[1] << 24 |
-                  (size_t)(uint8_t)r->p[2] << 16 |
-                  (size_t)(uint8_t)r->p[3] << 8 | (size_t)(uint8_t)r->p[4];
-            r->p += 5;
-            if (len > (size_t)(r->end - r->p))
-                return NULL;
-            pv_node_add_text(arena, n, r->p, len);
-            r->p += len;
-            break;
-        case 'E':
-            if (vcard_unpack(arena, r, n, depth + 1) == NULL)
-                return NULL;
-            break;
-        case 'e':
-            r->p++;
-            return n;
-        default:
-            return NULL;
-        }
-    }
-    return NULL;
-}
 
 /* --- accounts being deleted ----------------------------------------- */
 
@@ -234,9 +124,7 @@ vcard_get(pv_event_t *ev)
          * Conversations and Gajim expect (not item-not-found) */
         pv_node_new(st->arena, "vCard", NS_VCARD, st->root);
     } else {
-        vcard_reader_t r = { val, (const char *)val + len };
-        if (vcard_unpack(st->arena, &r, st->root, 0) == NULL ||
-            r.p != r.end) {
+        if (pv_node_unpack(st->arena, val, len, st->root) == NULL) {
             pv_log(PV_LOG_ERROR, pv_host_name(ev->host),
                    "mod_vcard: damaged vCard row of %s", ev->to->bare);
             free(val);
@@ -341,7 +229,7 @@ vcard_set(pv_event_t *ev)
         rc = pv_store_delete(vh->store, host, user, NULL, vcard_job_done,
                              job);
     } else {
-        vcard_pack(&b, ev->payload);
+        pv_node_pack(ev->payload, &b);
         rc = pv_store_put(vh->store, host, user, NULL, b.data, b.len,
                           vcard_job_done, job);
     }

@@ -600,3 +600,128 @@ pv_stanza_touch(pv_stanza_t *st)
     st->wire_len = 0;
     stanza_scan(st);
 }
+
+/* --- packed form ---------------------------------------------------------
+ * For modules that store XML (the module API has no parser): a pre-order
+ * walk, 'E' name NUL xmlns NUL, then per attribute 'A' ns NUL
+ * name NUL value NUL (ns "" when unqualified), children ('E'... or 'T'
+ * u32-BE length and bytes), then 'e'. Names and values never hold NUL
+ * (XML forbids it), so the terminators are unambiguous. */
+
+static void
+node_pack_into(pv_buf_t *b, const pv_node_t *n)
+{
+    const pv_attr_t *a;
+    const pv_node_t *c;
+
+    if (n->name == NULL) {
+        uint8_t len[4] = { (uint8_t)(n->text_len >> 24),
+                           (uint8_t)(n->text_len >> 16),
+                           (uint8_t)(n->text_len >> 8),
+                           (uint8_t)n->text_len };
+        pv_buf_append(b, "T", 1);
+        pv_buf_append(b, len, 4);
+        pv_buf_append(b, n->text, n->text_len);
+        return;
+    }
+    pv_buf_append(b, "E", 1);
+    pv_buf_append(b, n->name, strlen(n->name) + 1);
+    pv_buf_append(b, n->xmlns, strlen(n->xmlns) + 1);
+    for (a = n->attrs; a != NULL; a = a->next) {
+        const char *ns = a->ns != NULL ? a->ns : "";
+        pv_buf_append(b, "A", 1);
+        pv_buf_append(b, ns, strlen(ns) + 1);
+        pv_buf_append(b, a->name, strlen(a->name) + 1);
+        pv_buf_append(b, a->value, strlen(a->value) + 1);
+    }
+    for (c = n->children; c != NULL; c = c->next)
+        node_pack_into(b, c);
+    pv_buf_append(b, "e", 1);
+}
+
+typedef struct {
+    const char *p, *end;
+} node_reader_t;
+
+static const char *
+node_read_str(node_reader_t *r)
+{
+    const char *s = r->p;
+    const char *nul = memchr(r->p, '\0', (size_t)(r->end - r->p));
+
+    if (nul == NULL)
+        return NULL;
+    r->p = nul + 1;
+    return s;
+}
+
+/* Rebuilds one element below parent; NULL when the bytes are not what
+ * node_pack_into() writes (a damaged row must not crash the server). */
+static pv_node_t *
+node_unpack(pv_arena_t *arena, node_reader_t *r, pv_node_t *parent,
+             int depth)
+{
+    const char *name, *xmlns;
+    pv_node_t *n;
+
+    if (depth > PV_NODE_PACK_MAX_DEPTH || r->p >= r->end || *r->p != 'E')
+        return NULL;
+    r->p++;
+    if ((name = node_read_str(r)) == NULL || *name == '\0' ||
+        (xmlns = node_read_str(r)) == NULL)
+        return NULL;
+    n = pv_node_new(arena, name, xmlns, parent);
+    while (r->p < r->end) {
+        const char *ns, *an, *av;
+        size_t len;
+
+        switch (*r->p) {
+        case 'A':
+            r->p++;
+            if ((ns = node_read_str(r)) == NULL ||
+                (an = node_read_str(r)) == NULL || *an == '\0' ||
+                (av = node_read_str(r)) == NULL)
+                return NULL;
+            pv_node_set_attr_ns(arena, n, *ns ? ns : NULL, an, av);
+            break;
+        case 'T':
+            if (r->end - r->p < 5)
+                return NULL;
+            len = (size_t)(uint8_t)r->p[1] << 24 |
+                  (size_t)(uint8_t)r->p[2] << 16 |
+                  (size_t)(uint8_t)r->p[3] << 8 | (size_t)(uint8_t)r->p[4];
+            r->p += 5;
+            if (len > (size_t)(r->end - r->p))
+                return NULL;
+            pv_node_add_text(arena, n, r->p, len);
+            r->p += len;
+            break;
+        case 'E':
+            if (node_unpack(arena, r, n, depth + 1) == NULL)
+                return NULL;
+            break;
+        case 'e':
+            r->p++;
+            return n;
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+void
+pv_node_pack(const pv_node_t *n, pv_buf_t *b)
+{
+    node_pack_into(b, n);
+}
+
+pv_node_t *
+pv_node_unpack(pv_arena_t *arena, const void *data, size_t len,
+               pv_node_t *parent)
+{
+    node_reader_t r = { data, (const char *)data + len };
+    pv_node_t *n = node_unpack(arena, &r, parent, 0);
+
+    return n != NULL && r.p == r.end ? n : NULL;
+}

@@ -118,4 +118,15 @@ void pv_node_append(pv_node_t *parent, pv_node_t *child);
 void pv_node_serialize(const pv_node_t *n, pv_buf_t *out,
                        const char *stream_ns);
 
+/* A compact binary form of an element tree for modules that keep XML in
+ * the store (the module API has no parser). pv_node_pack appends n's
+ * tree to b. pv_node_unpack rebuilds it in arena below parent (NULL: a
+ * new root) and returns it; NULL when data is not exactly one packed
+ * element, or nests deeper than PV_NODE_PACK_MAX_DEPTH (damaged rows
+ * must not crash the server). */
+#define PV_NODE_PACK_MAX_DEPTH 32
+void pv_node_pack(const pv_node_t *n, pv_buf_t *b);
+pv_node_t *pv_node_unpack(pv_arena_t *arena, const void *data, size_t len,
+                          pv_node_t *parent);
+
 #endif

@@ -401,6 +401,63 @@ test_stanza_lifecycle(void)
     pv_stanza_unref(st);
 }
 
+/* pv_node_pack/pv_node_unpack: a tree survives the round trip, and no
+ * truncation or corruption of its bytes makes unpack crash or accept. */
+static void
+test_pack_round_trip(void)
+{
+    pv_arena_t *a = pv_arena_new(0);
+    pv_node_t *root = pv_node_new(a, "vCard", "vcard-temp", NULL);
+    pv_node_t *n = pv_node_new(a, "FN", NULL, root), *back;
+    pv_buf_t b = {0};
+    size_t i;
+
+    pv_node_add_text(a, n, "J\xc3\xbcliet & <Romeo>", 20);
+    pv_node_set_attr(a, root, "xml:lang", "de");
+    pv_node_set_attr(a, n, "kind", "it's");
+    n = pv_node_new(a, "x", "urn:example:other", root);
+    pv_node_set_attr_ns(a, n, "urn:example:attr", "flag", "1");
+    pv_node_new(a, "empty", NULL, n);
+    pv_node_pack(root, &b);
+    back = pv_node_unpack(a, b.data, b.len, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+    CU_ASSERT(pv_node_equal(root, back));
+    /* below a parent */
+    n = pv_node_new(a, "iq", "jabber:client", NULL);
+    CU_ASSERT_PTR_EQUAL(pv_node_unpack(a, b.data, b.len, n)->parent, n);
+    /* every truncation is refused */
+    for (i = 0; i < b.len; i++)
+        CU_ASSERT_PTR_NULL(pv_node_unpack(a, b.data, i, NULL));
+    /* trailing bytes are refused */
+    pv_buf_append(&b, "E", 1);
+    CU_ASSERT_PTR_NULL(pv_node_unpack(a, b.data, b.len, NULL));
+    /* flipping any byte never crashes (the result may still parse) */
+    for (i = 0; i + 1 < b.len; i++) {
+        char saved = b.data[i];
+        b.data[i] ^= 0x5a;
+        (void)pv_node_unpack(a, b.data, b.len - 1, NULL);
+        b.data[i] = saved;
+    }
+    pv_buf_free(&b);
+    pv_arena_free(a);
+}
+
+static void
+test_pack_depth_limit(void)
+{
+    pv_arena_t *a = pv_arena_new(0);
+    pv_node_t *root = pv_node_new(a, "a", "urn:x", NULL), *n = root;
+    pv_buf_t b = {0};
+    int i;
+
+    for (i = 0; i < PV_NODE_PACK_MAX_DEPTH + 2; i++)
+        n = pv_node_new(a, "a", NULL, n);
+    pv_node_pack(root, &b);
+    CU_ASSERT_PTR_NULL(pv_node_unpack(a, b.data, b.len, NULL));
+    pv_buf_free(&b);
+    pv_arena_free(a);
+}
+
 void
 test_suite_xml(void)
 {
@@ -413,4 +470,6 @@ test_suite_xml(void)
     CU_add_test(s, "round trip of parsed stanzas", test_round_trip);
     CU_add_test(s, "round trip of built stanzas", test_round_trip_built);
     CU_add_test(s, "stanza lifecycle", test_stanza_lifecycle);
+    CU_add_test(s, "pack round trip", test_pack_round_trip);
+    CU_add_test(s, "pack depth limit", test_pack_depth_limit);
 }

@@ -21,8 +21,7 @@
 #define OFFLINE_PAGE 100
 /* Encoded trees deeper than this are refused (the stream parser's own
  * limit is far lower; this only guards against a corrupt row). */
-#define OFFLINE_MAX_DEPTH 128
-#define OFFLINE_FORMAT 1
+#define OFFLINE_FORMAT 2    /* 1: the module's own tree encoding */
 
 typedef struct {
     long long max_messages;   /* PV_COUNT_OFF: no limit */
@@ -155,153 +154,23 @@ user_remove_deleting(offline_user_t *u, const char *id)
 
 /* --- the stored form ----------------------------------------------- */
 
-/* A message is stored as its element tree in a small length-prefixed
- * binary form, not as XML text: the module API has no XML parser, and
- * this round-trips names, namespaces, attributes and text exactly, so
- * end-to-end encrypted payloads (OMEMO) come back byte for byte.
- *   row   = u8 version, node
- *   node  = 'E' str name, str xmlns, u32 n_attrs, attr*, u32 n_kids, node*
- *         | 'T' str text
- *   attr  = str ns ("" for none), str name, str value
- *   str   = u32 big-endian length, bytes */
-
-static void
-enc_u32(pv_buf_t *b, size_t v)
-{
-    uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16),
-                     (uint8_t)(v >> 8), (uint8_t)v };
-
-    pv_buf_append(b, x, 4);
-}
-
-static void
-enc_str(pv_buf_t *b, const char *s, size_t len)
-{
-    enc_u32(b, len);
-    pv_buf_append(b, s, len);
-}
-
-static void
-enc_node(pv_buf_t *b, const pv_node_t *n)
-{
-    const pv_attr_t *a;
-    const pv_node_t *c;
-    size_t count;
-
-    if (n->name == NULL) {
-        pv_buf_append(b, "T", 1);
-        enc_str(b, n->text, n->text_len);
-        return;
-    }
-    pv_buf_append(b, "E", 1);
-    enc_str(b, n->name, strlen(n->name));
-    enc_str(b, n->xmlns, strlen(n->xmlns));
-    for (count = 0, a = n->attrs; a != NULL; a = a->next)
-        count++;
-    enc_u32(b, count);
-    for (a = n->attrs; a != NULL; a = a->next) {
-        const char *ns = a->ns ? a->ns : "";
-        enc_str(b, ns, strlen(ns));
-        enc_str(b, a->name, strlen(a->name));
-        enc_str(b, a->value, strlen(a->value));
-    }
-    for (count = 0, c = n->children; c != NULL; c = c->next)
-        count++;
-    enc_u32(b, count);
-    for (c = n->children; c != NULL; c = c->next)
-        enc_node(b, c);
-}
-
-typedef struct {
-    const uint8_t *p;
-    size_t left;
-    pv_arena_t *arena;
-} dec_t;
-
-static int
-dec_u32(dec_t *d, size_t *v)
-{
-    if (d->left < 4)
-        return PV_ERROR;
-    *v = ((size_t)d->p[0] << 24) | ((size_t)d->p[1] << 16) |
-         ((size_t)d->p[2] << 8) | d->p[3];
-    d->p += 4;
-    d->left -= 4;
-    return PV_OK;
-}
-
-/* A NUL-terminated copy in the arena; strings holding a NUL are refused
- * (nothing we stored has one). */
-static int
-dec_str(dec_t *d, char **s, size_t *len)
-{
-    size_t n;
-
-    if (dec_u32(d, &n) != PV_OK || n > d->left ||
-        memchr(d->p, 0, n) != NULL)
-        return PV_ERROR;
-    *s = pv_arena_strndup(d->arena, (const char *)d->p, n);
-    if (len != NULL)
-        *len = n;
-    d->p += n;
-    d->left -= n;
-    return PV_OK;
-}
-
-static pv_node_t *
-dec_node(dec_t *d, pv_node_t *parent, int depth)
-{
-    char *name, *xmlns, *ns, *value;
-    size_t n, len, i;
-    pv_node_t *node;
-    uint8_t tag;
-
-    if (depth > OFFLINE_MAX_DEPTH || d->left < 1)
-        return NULL;
-    tag = *d->p++;
-    d->left--;
-    if (tag == 'T') {
-        if (parent == NULL || dec_str(d, &value, &len) != PV_OK)
-            return NULL;
-        return pv_node_add_text(d->arena, parent, value, len);
-    }
-    if (tag != 'E' || dec_str(d, &name, &len) != PV_OK || len == 0 ||
-        dec_str(d, &xmlns, NULL) != PV_OK)
-        return NULL;
-    node = pv_node_new(d->arena, name, xmlns, parent);
-    if (dec_u32(d, &n) != PV_OK)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        if (dec_str(d, &ns, NULL) != PV_OK ||
-            dec_str(d, &name, &len) != PV_OK || len == 0 ||
-            dec_str(d, &value, NULL) != PV_OK)
-            return NULL;
-        pv_node_set_attr_ns(d->arena, node, ns[0] ? ns : NULL, name, value);
-    }
-    if (dec_u32(d, &n) != PV_OK)
-        return NULL;
-    for (i = 0; i < n; i++)
-        if (dec_node(d, node, depth + 1) == NULL)
-            return NULL;
-    return node;
-}
+/* A row is a format byte and the message in the core's packed tree form
+ * (pv_node_pack): names, namespaces, attributes and text round-trip
+ * exactly, so end-to-end encrypted payloads (OMEMO) come back byte for
+ * byte. */
 
 /* The stanza of a stored row (refs 1), or NULL when the row is corrupt. */
 static pv_stanza_t *
 offline_decode(const void *val, size_t len)
 {
-    pv_arena_t *arena = pv_arena_new(len + 512);
-    dec_t d = { val, len, arena };
+    pv_arena_t *arena;
     pv_node_t *root;
 
-    if (len < 1 || *d.p != OFFLINE_FORMAT) {
-        pv_arena_free(arena);
+    if (len < 1 || *(const uint8_t *)val != OFFLINE_FORMAT)
         return NULL;
-    }
-    d.p++;
-    d.left--;
-    root = dec_node(&d, NULL, 0);
-    if (root == NULL || d.left != 0 || strcmp(root->name, "message") != 0) {
+    arena = pv_arena_new(len + 512);
+    root = pv_node_unpack(arena, (const uint8_t *)val + 1, len - 1, NULL);
+    if (root == NULL || strcmp(root->name, "message") != 0) {
         pv_arena_free(arena);
         return NULL;
     }
@@ -701,7 +570,7 @@ offline_message(pv_event_t *ev)
     pv_node_set_attr(copy->arena, delay, "stamp", stamp);
     pv_node_add_text(copy->arena, delay, "Offline Storage", 15);
     pv_buf_append(&buf, (const uint8_t[]){ OFFLINE_FORMAT }, 1);
-    enc_node(&buf, copy->root);
+    pv_node_pack(copy->root, &buf);
     pv_stanza_unref(copy);
 
     put = pv_xcalloc(1, sizeof(*put));

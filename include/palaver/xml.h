@@ -124,7 +124,9 @@ void pv_node_serialize(const pv_node_t *n, pv_buf_t *out,
  * new root) and returns it; NULL when data is not exactly one packed
  * element, or nests deeper than PV_NODE_PACK_MAX_DEPTH (damaged rows
  * must not crash the server). */
-#define PV_NODE_PACK_MAX_DEPTH 32
+/* deeper than any stanza the parser accepts (xml_max_depth) plus what a
+ * module adds (a delay stamp) */
+#define PV_NODE_PACK_MAX_DEPTH 128
 void pv_node_pack(const pv_node_t *n, pv_buf_t *b);
 pv_node_t *pv_node_unpack(pv_arena_t *arena, const void *data, size_t len,
                           pv_node_t *parent);

@@ -35,7 +35,8 @@ CORE_MODULES = ['disco', 'ping', 'version', 'time']
 # every module of the tree, for servers that should behave like a real
 # deployment (the scenario suite)
 ALL_MODULES = CORE_MODULES + ['roster', 'presence', 'offline', 'blocking',
-                              'vcard', 'private', 'register']
+                              'vcard', 'private', 'register',
+                              'lastactivity']
 
 
 # --------------------------------------------------------------------------

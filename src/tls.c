@@ -57,6 +57,8 @@ struct pv_tls_s {
     unsigned is_server : 1;
     unsigned is_done : 1;
     unsigned is_failed : 1;
+    unsigned is_cb_known : 1;   /* cb_mask computed (after the handshake) */
+    unsigned cb_mask : 3;       /* channel binding types available */
     unsigned sent_close : 1;
 };
 
@@ -671,12 +673,20 @@ pv_tls_cb_types(pv_tls_t *t, const char **types, int max)
     size_t i;
     int n = 0;
 
-    for (i = 0; i < PV_COUNTOF(all) && n < max; i++) {
-        size_t len = sizeof(buf);
+    /* computing a binding costs a digest of our certificate: the stream
+     * features and SASL both ask, so the answer is kept */
+    if (!t->is_cb_known && t->is_done && !t->is_failed) {
+        for (i = 0; i < PV_COUNTOF(all); i++) {
+            size_t len = sizeof(buf);
 
-        if (pv_tls_channel_binding(t, all[i], buf, &len) == PV_OK)
-            types[n++] = all[i];
+            if (pv_tls_channel_binding(t, all[i], buf, &len) == PV_OK)
+                t->cb_mask |= 1u << i;
+        }
+        t->is_cb_known = 1;
     }
+    for (i = 0; i < PV_COUNTOF(all) && n < max; i++)
+        if (t->cb_mask & (1u << i))
+            types[n++] = all[i];
     return n;
 }
 

@@ -23,9 +23,6 @@ typedef struct {
     pv_module_t *m;
     pv_host_t *h;
     pv_store_t *store;
-    char **deleting;          /* accounts between USER_DELETING and
-                               * USER_DELETED */
-    size_t n_deleting;
     private_job_t *jobs;      /* sets waiting for their commits */
 } private_host_t;
 
@@ -38,56 +35,6 @@ struct private_job_s {
     int failed;
     private_job_t *prev, *next;
 };
-
-/* --- accounts being deleted ----------------------------------------- */
-
-/* Between PV_EV_USER_DELETING and the commit of the deletion the account
- * still exists, so a write queued then would land after the deletion and
- * leave a row behind: writes for such accounts are refused. */
-static int
-private_is_deleting(const private_host_t *ph, const char *user)
-{
-    size_t i;
-
-    for (i = 0; i < ph->n_deleting; i++)
-        if (strcmp(ph->deleting[i], user) == 0)
-            return 1;
-    return 0;
-}
-
-static pv_rc_t
-private_user_deleting(pv_event_t *ev)
-{
-    private_host_t *ph = pv_module_host_data(ev->module, ev->host);
-
-    if (ph != NULL && ev->user != NULL &&
-        !private_is_deleting(ph, ev->user)) {
-        ph->deleting = pv_xrealloc(ph->deleting, (ph->n_deleting + 1) *
-                                   sizeof(*ph->deleting));
-        ph->deleting[ph->n_deleting++] = pv_xstrdup(ev->user);
-    }
-    return PV_PASS;
-}
-
-/* Cleared on DELETED, and on CREATED so that a new account of the same
- * name is never blocked. */
-static pv_rc_t
-private_user_deleted(pv_event_t *ev)
-{
-    private_host_t *ph = pv_module_host_data(ev->module, ev->host);
-    size_t i;
-
-    if (ph == NULL || ev->user == NULL)
-        return PV_PASS;
-    for (i = 0; i < ph->n_deleting; i++) {
-        if (strcmp(ph->deleting[i], ev->user) == 0) {
-            free(ph->deleting[i]);
-            ph->deleting[i] = ph->deleting[--ph->n_deleting];
-            break;
-        }
-    }
-    return PV_PASS;
-}
 
 /* --- requests ------------------------------------------------------ */
 
@@ -319,8 +266,9 @@ private_query(pv_event_t *ev)
     private_host_t *ph = pv_module_host_data(ev->module, ev->host);
     const char *cond, *text;
 
-    if (ph == NULL || !pv_user_exists(ev->host, ev->to->node) ||
-        (ev->kind == PV_IQ_SET && private_is_deleting(ph, ev->to->node)))
+    /* an account being deleted no longer exists here (the core hides
+     * it), so no row can be written behind its deletion */
+    if (ph == NULL || !pv_user_exists(ev->host, ev->to->node))
         return PV_PASS;
     /* XEP-0049 §2.3: another user's data is forbidden */
     if (ev->from == NULL || strcmp(ev->from->bare, ev->to->bare) != 0) {
@@ -370,9 +318,6 @@ private_host_fini(pv_module_t *m, pv_host_t *h)
     /* writes in flight free themselves later, without answering */
     for (job = ph->jobs; job != NULL; job = job->next)
         job->ph = NULL;
-    while (ph->n_deleting > 0)
-        free(ph->deleting[--ph->n_deleting]);
-    free(ph->deleting);
     free(ph);
     pv_module_set_host_data(m, h, NULL);
 }
@@ -380,12 +325,6 @@ private_host_fini(pv_module_t *m, pv_host_t *h)
 static const pv_hook_t private_hooks[] = {
     { PV_IQ_GET, PV_TO_BARE, NS_PRIVATE, "query", private_query, 0, 0 },
     { PV_IQ_SET, PV_TO_BARE, NS_PRIVATE, "query", private_query, 0, 0 },
-    { PV_EV_USER_DELETING, PV_TO_ANY, NULL, NULL, private_user_deleting, 0,
-      0 },
-    { PV_EV_USER_DELETED, PV_TO_ANY, NULL, NULL, private_user_deleted, 0,
-      0 },
-    { PV_EV_USER_CREATED, PV_TO_ANY, NULL, NULL, private_user_deleted, 0,
-      0 },
     PV_HOOKS_END
 };
 

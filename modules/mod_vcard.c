@@ -24,9 +24,6 @@ typedef struct {
     pv_module_t *m;
     pv_host_t *h;
     pv_store_t *store;
-    char **deleting;          /* accounts between USER_DELETING and
-                               * USER_DELETED */
-    size_t n_deleting;
     vcard_job_t *jobs;        /* writes waiting for their commit */
 } vcard_host_t;
 
@@ -37,56 +34,6 @@ struct vcard_job_s {
     pv_stanza_t *req;         /* our reference */
     vcard_job_t *prev, *next;
 };
-
-/* --- accounts being deleted ----------------------------------------- */
-
-/* Between PV_EV_USER_DELETING and the commit of the deletion the account
- * still exists, so a write queued then would land after the deletion and
- * leave a row behind: writes for such accounts are refused. */
-static int
-vcard_is_deleting(const vcard_host_t *vh, const char *user)
-{
-    size_t i;
-
-    for (i = 0; i < vh->n_deleting; i++)
-        if (strcmp(vh->deleting[i], user) == 0)
-            return 1;
-    return 0;
-}
-
-static pv_rc_t
-vcard_user_deleting(pv_event_t *ev)
-{
-    vcard_host_t *vh = pv_module_host_data(ev->module, ev->host);
-
-    if (vh != NULL && ev->user != NULL &&
-        !vcard_is_deleting(vh, ev->user)) {
-        vh->deleting = pv_xrealloc(vh->deleting, (vh->n_deleting + 1) *
-                                   sizeof(*vh->deleting));
-        vh->deleting[vh->n_deleting++] = pv_xstrdup(ev->user);
-    }
-    return PV_PASS;
-}
-
-/* Cleared on DELETED, and on CREATED so that a new account of the same
- * name is never blocked. */
-static pv_rc_t
-vcard_user_deleted(pv_event_t *ev)
-{
-    vcard_host_t *vh = pv_module_host_data(ev->module, ev->host);
-    size_t i;
-
-    if (vh == NULL || ev->user == NULL)
-        return PV_PASS;
-    for (i = 0; i < vh->n_deleting; i++) {
-        if (strcmp(vh->deleting[i], ev->user) == 0) {
-            free(vh->deleting[i]);
-            vh->deleting[i] = vh->deleting[--vh->n_deleting];
-            break;
-        }
-    }
-    return PV_PASS;
-}
 
 /* --- requests ------------------------------------------------------ */
 
@@ -196,8 +143,9 @@ vcard_set(pv_event_t *ev)
     pv_buf_t b = {0};
     pv_rc_t rc;
 
-    if (vh == NULL || !pv_user_exists(ev->host, user) ||
-        vcard_is_deleting(vh, user))
+    /* an account being deleted no longer exists here (the core hides
+     * it), so no row can be written behind its deletion */
+    if (vh == NULL || !pv_user_exists(ev->host, user))
         return PV_PASS;
     if (!vcard_is_self(ev)) {
         /* only the owner writes a vCard (XEP-0054 §3.2) */
@@ -282,9 +230,6 @@ vcard_host_fini(pv_module_t *m, pv_host_t *h)
      * must not answer through a host that no longer exists */
     for (job = vh->jobs; job != NULL; job = job->next)
         job->vh = NULL;
-    while (vh->n_deleting > 0)
-        free(vh->deleting[--vh->n_deleting]);
-    free(vh->deleting);
     free(vh);
     pv_module_set_host_data(m, h, NULL);
 }
@@ -292,10 +237,6 @@ vcard_host_fini(pv_module_t *m, pv_host_t *h)
 static const pv_hook_t vcard_hooks[] = {
     { PV_IQ_GET, PV_TO_BARE, NS_VCARD, "vCard", vcard_get, 0, 0 },
     { PV_IQ_SET, PV_TO_BARE, NS_VCARD, "vCard", vcard_set, 0, 0 },
-    { PV_EV_USER_DELETING, PV_TO_ANY, NULL, NULL, vcard_user_deleting, 0,
-      0 },
-    { PV_EV_USER_DELETED, PV_TO_ANY, NULL, NULL, vcard_user_deleted, 0, 0 },
-    { PV_EV_USER_CREATED, PV_TO_ANY, NULL, NULL, vcard_user_deleted, 0, 0 },
     PV_HOOKS_END
 };
 

@@ -51,9 +51,7 @@ typedef struct {
 struct register_job_s {
     register_host_t *rh;        /* NULL once the host went away */
     pv_stanza_t *req;           /* our reference */
-#ifdef PV_HAVE_REPLY_DEFER
     pv_reply_t *reply;          /* the unauthenticated stream (sign-up) */
-#endif
     char *user;                 /* prepared localpart */
     char ip[48];                /* sign-up: whose rate slot it holds */
     int is_signup;
@@ -338,16 +336,7 @@ register_created(void *arg, int rc)
                  : pv_stanza_error(job->req, PV_ERR_WAIT,
                                    "internal-server-error", NULL);
     }
-#ifdef PV_HAVE_REPLY_DEFER
     pv_reply_send(job->reply, st);
-#else
-    /* answered at submission (see register_signup) */
-    pv_stanza_unref(st);
-    if (rc != PV_OK)
-        pv_log(PV_LOG_WARN, rh ? pv_host_name(rh->h) : "register",
-               "mod_register: sign-up of %s failed after it was "
-               "acknowledged", job->user);
-#endif
     register_job_free(job);
 }
 
@@ -435,15 +424,7 @@ register_signup(pv_event_t *ev)
     job->is_signup = 1;
     snprintf(job->ip, sizeof(job->ip), "%s", ip);
     register_job_link(rh, job);
-#ifdef PV_HAVE_REPLY_DEFER
     job->reply = pv_event_defer(ev);
-#else
-    /* FIXME: without pv_event_defer() the unauthenticated stream cannot
-     * be answered after the commit (it may be gone by then), so the
-     * sign-up is acknowledged when it is accepted; a client that
-     * authenticates within the hashing time fails once. */
-    pv_event_reply(ev, pv_iq_result(ev->stanza));
-#endif
     pv_user_create(ev->host, user, f.password, register_created, job);
     return PV_HANDLED;
 }

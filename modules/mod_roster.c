@@ -1136,6 +1136,15 @@ roster_ev_set_state(pv_event_t *ev)
 /* Removes user@host from the roster of a contact on this host. No
  * tombstone: nothing of a deleted account stays behind, so versions
  * before this change can no longer be diffed and get the full roster. */
+/* This module's state on the local vhost serving jid, or NULL. */
+static roster_host_t *
+other_host(roster_host_t *rh, const pv_jid_t *jid)
+{
+    pv_host_t *oh = pv_host_find(pv_host_server(rh->h), jid->domain);
+
+    return oh != NULL ? pv_module_host_data(rh->m, oh) : NULL;
+}
+
 static void
 drop_from_contact(roster_host_t *rh, const char *contact_user,
                   const char *gone_bare)
@@ -1186,7 +1195,7 @@ send_sub(roster_host_t *rh, const char *from, const char *to,
 static pv_rc_t
 roster_user_deleting(pv_event_t *ev)
 {
-    roster_host_t *rh = host_of(ev);
+    roster_host_t *rh = host_of(ev), *orh;
     const char *host = pv_host_name(ev->host);
     char *bare;
     roster_t *r;
@@ -1206,9 +1215,11 @@ roster_user_deleting(pv_event_t *ev)
         if (cj.node != NULL && strcmp(cj.domain, host) == 0) {
             if (strcmp(cj.node, ev->user) != 0)
                 drop_from_contact(rh, cj.node, bare);
+        } else if (cj.node != NULL && (orh = other_host(rh, &cj)) != NULL) {
+            /* a contact on another local vhost with rosters */
+            drop_from_contact(orh, cj.node, bare);
         } else {
-            /* TODO: contacts on another local vhost need that host's
-             * roster; the module API cannot reach it yet */
+            /* remote (or roster-less) contacts hear it from us */
             if (it->state & (PV_SUB_TO | PV_SUB_ASK))
                 send_sub(rh, bare, cj.bare, "unsubscribe");
             if (it->state & (PV_SUB_FROM | PV_SUB_PENDING_IN))

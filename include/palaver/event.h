@@ -102,7 +102,6 @@ void pv_event_reply(pv_event_t *ev, pv_stanza_t *st);
  * answer waits on asynchronous work (XEP-0077 answers a sign-up once the
  * account is committed, so that the client can authenticate at once). */
 typedef struct pv_reply_s pv_reply_t;
-#define PV_HAVE_REPLY_DEFER 1
 /* Keeps the unauthenticated stream ev->stanza came from reachable after
  * the handler returns (the stream itself may close meanwhile). Returns a
  * new handle, or NULL when ev is not a PV_HOOK_PREAUTH event (answer

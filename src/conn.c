@@ -83,6 +83,7 @@ struct pv_conn_s {
     unsigned is_abort : 1;   /* ... and queued output is dropped */
     unsigned is_handle_closing : 1;
     unsigned need_pump : 1;
+    unsigned is_peer_gone : 1; /* EOF or close_notify from the peer */
 };
 
 static void conn_flush_out(pv_conn_t *c);
@@ -261,7 +262,9 @@ conn_begin_close(pv_conn_t *c, const char *reason, int abort)
     c->is_abort = abort != 0;
     c->reason = reason != NULL ? pv_xstrdup(reason) : NULL;
     conn_stop_reading(c);
-    if (c->tls != NULL && !abort)
+    /* a peer that has gone reads no close_notify, and building one costs
+     * OpenSSL a fresh write buffer per closing connection */
+    if (c->tls != NULL && !abort && !c->is_peer_gone)
         pv_tls_close_notify(c->tls);
     conn_schedule(c);
 }
@@ -529,6 +532,7 @@ conn_pump(pv_conn_t *c)
             break;
         case PV_TLS_DATA: conn_deliver(c, buf, n); break;
         case PV_TLS_CLOSED:
+            c->is_peer_gone = 1;
             conn_begin_close(c, "tls closed by peer", 0);
             return;
         case PV_TLS_FAILED:
@@ -551,6 +555,7 @@ conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     pv_conn_ref(c);
     if (nread == UV_EOF) {
         /* Half-close from the peer: flush what we still owe, then go. */
+        c->is_peer_gone = 1;
         conn_begin_close(c, "connection closed by peer", 0);
     } else if (nread < 0) {
         conn_begin_close(c, uv_strerror((int)nread), 1);

@@ -412,7 +412,8 @@ test_pack_round_trip(void)
     pv_buf_t b = {0};
     size_t i;
 
-    pv_node_add_text(a, n, "J\xc3\xbcliet & <Romeo>", 20);
+    pv_node_add_text(a, n, "J\xc3\xbcliet & <Romeo>",
+                     strlen("J\xc3\xbcliet & <Romeo>"));
     pv_node_set_attr(a, root, "xml:lang", "de");
     pv_node_set_attr(a, n, "kind", "it's");
     n = pv_node_new(a, "x", "urn:example:other", root);

@@ -136,6 +136,7 @@ struct pv_server_s {
     unsigned long next_id;
     uint8_t secret[32];           /* per-process: fake SCRAM salts */
     int shutting_down;
+    int shutdown_polls;           /* 50 ms rounds waited for streams */
     int in_process;               /* palaverctl without a daemon */
 };
 

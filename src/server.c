@@ -629,9 +629,9 @@ static void
 shutdown_poll(void *arg)
 {
     pv_server_t *srv = arg;
-    static int rounds;
 
-    if (srv->c2s_list == NULL || ++rounds > 60) {
+    /* give streams up to 3 s to flush their system-shutdown */
+    if (srv->c2s_list == NULL || ++srv->shutdown_polls > 60) {
         if (srv->storage != NULL)
             pv_storage_sync(srv->storage);
         pv_loop_stop(srv->loop);

@@ -36,7 +36,7 @@ pv_host_new(pv_server_t *srv, pv_gen_t *gen, const pv_host_conf_t *conf)
         h->mods[i].module = m;
         h->mods[i].conf = conf->module_confs[i];
         h->mods[i].slot_offset = off;
-        off += (m->def->session_data_size + 15) & ~(size_t)15;
+        off += (m->def->session_data_size + 7) & ~(size_t)7;
     }
     h->session_data_size = off;
     return h;

@@ -317,6 +317,8 @@ stream_start(pv_xmlstream_t *xs, const qname_t *q, const XML_Char **atts)
     pv_buf_puts(&b, ">");
     free(xs->replay);
     xs->replay = pv_buf_steal(&b, &xs->replay_len);
+    /* kept for the stream's life: no slack from the buffer's growth */
+    xs->replay = pv_xrealloc(xs->replay, xs->replay_len + 1);
     pv_buf_free(&xs->decls);
 
     for (i = 0; atts[i] != NULL; i += 2) {

@@ -141,6 +141,34 @@ def available_modules(names=None):
     return sorted(found)
 
 
+def store_keys(srv, db):
+    """(host, user[, key]) tuples of every row of the LMDB database db (a
+    keyval or map store: keys are length-prefixed strings, CONTRACTS.md §4),
+    read with mdb_dump (lmdb-utils) while the server runs; [] when the
+    database does not exist yet."""
+    if shutil.which('mdb_dump') is None:
+        skip('mdb_dump (lmdb-utils) not installed')
+    r = subprocess.run(['mdb_dump', '-s', db, srv.data_dir],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        if 'MDB_NOTFOUND' in r.stderr:
+            return []
+        fail('mdb_dump %s: %s' % (db, r.stderr.strip()))
+    lines = r.stdout.split('HEADER=END\n', 1)[1].splitlines()
+    keys = []
+    for i, line in enumerate(l for l in lines if l.startswith(' ')):
+        if i % 2:
+            continue        # the value line of the row
+        raw = bytes.fromhex(line.strip())
+        parts = []
+        while len(raw) >= 2:
+            n = int.from_bytes(raw[:2], 'big')
+            parts.append(raw[2:2 + n].decode(errors='replace'))
+            raw = raw[2 + n:]
+        keys.append(tuple(parts))
+    return keys
+
+
 # --------------------------------------------------------------------------
 # Test runner: ordered tests, skip/fail accounting, keep-on-failure.
 

@@ -9,7 +9,6 @@
 
 import glob
 import os
-import shutil
 import subprocess
 import sys
 
@@ -63,32 +62,7 @@ def closed_server():
                                modules=['disco', 'register'])
 
 
-def store_keys(srv, db):
-    """(host, user, ...) tuples of every row of LMDB database db, read
-    with mdb_dump (lmdb-utils) while the server runs."""
-    if shutil.which('mdb_dump') is None:
-        pvtest.skip('mdb_dump (lmdb-utils) not installed')
-    r = subprocess.run(['mdb_dump', '-s', db, srv.data_dir],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        if 'MDB_NOTFOUND' in r.stderr:
-            return []
-        pvtest.fail('mdb_dump %s: %s' % (db, r.stderr.strip()))
-    lines = r.stdout.split('HEADER=END\n', 1)[1].splitlines()
-    keys = []
-    for i, line in enumerate(l for l in lines if l.startswith(' ')):
-        if i % 2:
-            continue
-        raw = bytes.fromhex(line.strip())
-        parts = []
-        while len(raw) >= 2:
-            n = int.from_bytes(raw[:2], 'big')
-            parts.append(raw[2:2 + n].decode(errors='replace'))
-            raw = raw[2 + n:]
-        keys.append(tuple(parts))
-    return keys
-
-
+store_keys = pvtest.store_keys
 def store_dbs(srv):
     r = subprocess.run(['mdb_dump', '-l', srv.data_dir], capture_output=True,
                        text=True)

@@ -8,7 +8,6 @@
 
 import glob
 import os
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # keep the source tree clean
@@ -308,26 +307,7 @@ def stream_features():
     c.close()
 
 
-def store_rows(srv, db):
-    """[(host, user, key)] of a MAP store, read with mdb_dump."""
-    r = subprocess.run(['mdb_dump', '-s', db, srv.data_dir],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pvtest.fail('mdb_dump -s %s: %s' % (db, r.stderr))
-    lines = r.stdout.splitlines()
-    start = lines.index('HEADER=END') + 1
-    rows = []
-    for k in lines[start:-1:2]:
-        b = bytes.fromhex(k.strip())
-        parts = []
-        while b:
-            n = int.from_bytes(b[:2], 'big')
-            parts.append(b[2:2 + n].decode())
-            b = b[2 + n:]
-        rows.append(tuple(parts))
-    return rows
-
-
+store_rows = pvtest.store_keys
 @suite.test
 def stored_rows():
     srv = server()

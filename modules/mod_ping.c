@@ -47,7 +47,8 @@ ping_check_session(void *arg, pv_session_t *s)
     pv_node_t *p;
     char id[40];
 
-    if (ps == NULL)
+    /* a hibernated session (XEP-0198) has nobody to ping */
+    if (ps == NULL || !pv_session_is_connected(s))
         return;
     if (ps->sent_at != 0) {
         if (last >= ps->sent_at) {

@@ -14,6 +14,7 @@
 
 #define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SASL2 "urn:xmpp:sasl:2"
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_STREAM_ERR "urn:ietf:params:xml:ns:xmpp-streams"
@@ -34,6 +35,7 @@ struct pv_c2s_s {
     pv_host_t *host;          /* reference, after the first header */
     pv_session_t *session;
     pv_sasl_t *sasl;
+    pv_sasl2_t *sasl2;
     char *user;               /* authenticated localpart */
     pv_timer_t *auth_timer;
     pv_c2s_t *prev, *next;
@@ -44,12 +46,15 @@ struct pv_c2s_s {
     double byte_tokens;
     double stanza_tokens;
     unsigned long id;
+    pv_buf_t held;            /* output held while SASL2 answers */
     char stream_id[17];
     c2s_state_t state;
     unsigned tls : 1;
     unsigned header_sent : 1;
     unsigned bound : 1;
     unsigned counted : 1;
+    unsigned ended : 1;       /* deliberately ended: no hibernation */
+    unsigned holding : 1;
 };
 
 static void c2s_on_data(pv_conn_t *conn, const char *data, size_t len);
@@ -71,7 +76,9 @@ c2s_conf(const pv_c2s_t *c)
 static void
 c2s_write(pv_c2s_t *c, const char *data, size_t len)
 {
-    if (c->conn != NULL)
+    if (c->holding)
+        pv_buf_append(&c->held, data, len);
+    else if (c->conn != NULL)
         pv_conn_write(c->conn, data, len);
 }
 
@@ -113,6 +120,10 @@ c2s_stream_error(pv_c2s_t *c, const char *condition, const char *text)
 
     if (c->state == C2S_CLOSED)
         return;
+    /* a client that stopped answering may come back (XEP-0198) */
+    if (strcmp(condition, "connection-timeout") != 0)
+        c->ended = 1;
+    c->holding = 0;
     pv_log(PV_LOG_INFO, "c2s", "c2s#%lu %s: stream error %s%s%s", c->id,
            c->conn ? pv_conn_peer_ip(c->conn) : "-", condition,
            text ? ": " : "", text ? text : "");
@@ -142,6 +153,8 @@ pv_c2s_close(pv_c2s_t *c, const char *condition)
     }
     if (c->state == C2S_CLOSED)
         return;
+    c->ended = 1;
+    c->holding = 0;
     c2s_write(c, "</stream:stream>", 16);
     c->state = C2S_CLOSED;
     if (c->conn != NULL)
@@ -177,8 +190,10 @@ c2s_send_features(pv_c2s_t *c)
             pv_node_new(a, "required", NS_TLS, tls);
     }
     if (c->user == NULL) {
-        if (c->tls || !cc->c2s_require_encryption)
+        if (c->tls || !cc->c2s_require_encryption) {
             pv_sasl_features(c->host, c->conn, f, a);
+            pv_sasl2_features(c, f, a);
+        }
     } else {
         pv_node_t *sess, *caps;
 
@@ -318,7 +333,7 @@ c2s_bind(pv_c2s_t *c, pv_stanza_t *st, pv_node_t *bind)
         pv_stanza_t *e = pv_stanza_error(st, PV_ERR_CANCEL, "not-allowed",
                                          NULL);
         if (e) {
-            pv_c2s_send(c, e);
+            pv_session_send(c->session, e);
             pv_stanza_unref(e);
         }
         return;
@@ -331,9 +346,8 @@ c2s_bind(pv_c2s_t *c, pv_stanza_t *st, pv_node_t *bind)
                 cond = "bad-request";
         }
     }
-    if (cond == NULL) {
-        c->session = pv_session_bind(c, c->host, c->user, res, &cond);
-    }
+    if (cond == NULL)
+        pv_c2s_bind(c, res, &cond);
     free(res);
     if (c->session == NULL) {
         pv_stanza_t *e = pv_stanza_error(st, PV_ERR_MODIFY,
@@ -343,11 +357,6 @@ c2s_bind(pv_c2s_t *c, pv_stanza_t *st, pv_node_t *bind)
             pv_stanza_unref(e);
         }
         return;
-    }
-    c->bound = 1;
-    if (c->auth_timer != NULL) {
-        pv_timer_cancel(c->auth_timer);
-        c->auth_timer = NULL;
     }
     reply = pv_stanza_build("iq");
     pv_node_set_attr(reply->arena, reply->root, "type", "result");
@@ -504,6 +513,25 @@ c2s_preauth_stanza(pv_c2s_t *c, pv_stanza_t *st)
     }
 }
 
+/* Nonzas of an authenticated stream that the core does not own belong
+ * to modules (XEP-0198, XEP-0352). */
+static void
+c2s_stream_element(pv_c2s_t *c, pv_stanza_t *st)
+{
+    pv_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PV_EV_STREAM_ELEMENT;
+    ev.host = c->host;
+    ev.stream = c;
+    ev.session = c->session;
+    ev.user = c->user;
+    ev.stanza = st;
+    ev.data = st->root;
+    if (pv_event_fire(&ev) != PV_HANDLED)
+        c2s_stream_error(c, "unsupported-stanza-type", NULL);
+}
+
 static void
 c2s_stanza(void *ud, pv_stanza_t *st)
 {
@@ -524,6 +552,18 @@ c2s_stanza(void *ud, pv_stanza_t *st)
             c2s_starttls(c);
         else
             c2s_stream_error(c, "policy-violation", NULL);
+    } else if (strcmp(ns, NS_SASL2) == 0 && c->user == NULL) {
+        if (!c->tls && c2s_conf(c)->c2s_require_encryption) {
+            c2s_stream_error(c, "policy-violation", "encryption required");
+        } else {
+            if (c->sasl2 == NULL)
+                c->sasl2 = pv_sasl2_new(c);
+            pv_sasl2_input(c->sasl2, st->root);
+            if (c->user != NULL) {
+                pv_sasl2_free(c->sasl2);
+                c->sasl2 = NULL;
+            }
+        }
     } else if (strcmp(ns, NS_SASL) == 0) {
         if (c->user != NULL) {
             c2s_stream_error(c, "policy-violation", "already authenticated");
@@ -545,11 +585,13 @@ c2s_stanza(void *ud, pv_stanza_t *st)
     } else if (c->user == NULL) {
         c2s_preauth_stanza(c, st);
     } else if (st->kind == PV_STANZA_OTHER) {
-        c2s_stream_error(c, "unsupported-stanza-type", NULL);
+        c2s_stream_element(c, st);
     } else if (!c->bound) {
         c2s_prebind_stanza(c, st);
     } else {
         pv_node_t *p = pv_node_first_element(st->root);
+
+        c->session->stanzas_in++;
         if (st->kind == PV_STANZA_IQ && p != NULL &&
             !strcmp(p->name, "session") && !strcmp(p->xmlns, NS_SESSION) &&
             st->type && !strcmp(st->type, "set") && 
@@ -559,7 +601,7 @@ c2s_stanza(void *ud, pv_stanza_t *st)
             pv_node_set_attr(r->arena, r->root, "type", "result");
             if (st->id)
                 pv_node_set_attr(r->arena, r->root, "id", st->id);
-            pv_c2s_send(c, r);
+            pv_session_send(c->session, r);
             pv_stanza_unref(r);
         } else {
             c2s_client_stanza(c, st);
@@ -636,14 +678,30 @@ c2s_on_close(pv_conn_t *conn, const char *reason)
     c->conn = NULL;
     if (c->session != NULL) {
         pv_session_t *s = c->session;
+        pv_event_t ev;
+
         c->session = NULL;
         s->c2s = NULL;
-        pv_session_destroy(s);
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = PV_EV_SESSION_DISCONNECTED;
+        ev.host = s->host;
+        ev.session = s;
+        ev.user = s->jid.node;
+        /* a dropped connection may be resumed (XEP-0198 hibernation) */
+        if (c->ended || s->closing || c->srv->shutting_down ||
+            pv_event_fire(&ev) != PV_HANDLED)
+            pv_session_destroy(s);
+        else
+            pv_log(PV_LOG_DEBUG, "c2s", "c2s#%lu: %s hibernated", c->id,
+                   s->jid.full);
     }
     if (c->auth_timer != NULL)
         pv_timer_cancel(c->auth_timer);
     if (c->sasl != NULL)
         pv_sasl_free(c->sasl);
+    if (c->sasl2 != NULL)
+        pv_sasl2_free(c->sasl2);
+    pv_buf_free(&c->held);
     pv_xmlstream_free(c->xs);
     if (c->prev)
         c->prev->next = c->next;
@@ -658,6 +716,7 @@ c2s_on_close(pv_conn_t *conn, const char *reason)
     c->user = NULL;
     c->xs = NULL;
     c->sasl = NULL;
+    c->sasl2 = NULL;
     c->auth_timer = NULL;
     pv_c2s_unref(c);
 }
@@ -748,8 +807,15 @@ pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st)
     if (c->state == C2S_CLOSED || c->conn == NULL)
         return;
     wire = pv_stanza_wire(st, &len);
-    if (pv_conn_write(c->conn, wire, len) != PV_OK)
+    if (c->holding) {
+        pv_buf_append(&c->held, wire, len);
+        return;
+    }
+    if (pv_conn_write(c->conn, wire, len) != PV_OK) {
+        /* a client that stopped reading is as good as gone: resumable */
         c2s_stream_error(c, "policy-violation", "too much queued output");
+        c->ended = 0;
+    }
 }
 
 void
@@ -795,4 +861,130 @@ pv_c2s_sweep(pv_server_t *srv, uint64_t idle_ms)
     for (c = srv->c2s_list; c != NULL; c = c->next)
         if (c->state == C2S_OPEN && now - c->last_active >= idle_ms)
             pv_xmlstream_idle(c->xs);
+}
+
+/* --- for session.c and sasl2.c ---------------------------------------- */
+
+pv_session_t *
+pv_c2s_bind(pv_c2s_t *c, const char *resource, const char **cond)
+{
+    c->session = pv_session_bind(c, c->host, c->user, resource, cond);
+    if (c->session == NULL)
+        return NULL;
+    c->bound = 1;
+    if (c->auth_timer != NULL) {
+        pv_timer_cancel(c->auth_timer);
+        c->auth_timer = NULL;
+    }
+    return c->session;
+}
+
+void
+pv_c2s_set_user(pv_c2s_t *c, const char *user)
+{
+    free(c->user);
+    c->user = pv_xstrdup(user);
+    pv_log(PV_LOG_INFO, "c2s", "c2s#%lu %s: authenticated as %s@%s (SASL2)",
+           c->id, c->conn ? pv_conn_peer_ip(c->conn) : "-", user,
+           c->host->name);
+}
+
+void
+pv_c2s_hold_output(pv_c2s_t *c, int on)
+{
+    if (on) {
+        c->holding = 1;
+        return;
+    }
+    c->holding = 0;
+    if (c->held.len > 0 && c->conn != NULL &&
+        pv_conn_write(c->conn, c->held.data, c->held.len) != PV_OK)
+        c2s_stream_error(c, "policy-violation", "too much queued output");
+    pv_buf_free(&c->held);
+}
+
+void
+pv_c2s_write_now(pv_c2s_t *c, const char *xml, size_t len)
+{
+    if (c->conn != NULL && c->state != C2S_CLOSED)
+        pv_conn_write(c->conn, xml, len);
+}
+
+pv_host_t *
+pv_c2s_host(const pv_c2s_t *c)
+{
+    return c->host;
+}
+
+pv_conn_t *
+pv_c2s_conn(const pv_c2s_t *c)
+{
+    return c->conn;
+}
+
+int
+pv_c2s_is_tls(const pv_c2s_t *c)
+{
+    return c->tls;
+}
+
+/* --- streams in the module API -------------------------------------- */
+
+pv_session_t *
+pv_stream_session(const pv_stream_t *c)
+{
+    return c->session;
+}
+
+const char *
+pv_stream_user(const pv_stream_t *c)
+{
+    return c->user;
+}
+
+pv_host_t *
+pv_stream_host(const pv_stream_t *c)
+{
+    return c->host;
+}
+
+void
+pv_stream_write(pv_stream_t *c, const char *xml, size_t len)
+{
+    if (c->state != C2S_CLOSED)
+        c2s_write(c, xml, len);
+}
+
+void
+pv_stream_close(pv_stream_t *c, const char *condition)
+{
+    pv_c2s_close(c, condition);
+}
+
+pv_rc_t
+pv_stream_resume(pv_stream_t *c, pv_session_t *s)
+{
+    pv_c2s_t *old = s->c2s;
+
+    if (c->user == NULL || c->bound || c->session != NULL || s->closing ||
+        c->state == C2S_CLOSED || c->host == NULL ||
+        strcmp(c->user, s->jid.node) != 0 ||
+        strcmp(c->host->name, s->host->name) != 0)
+        return PV_ERROR;
+    if (old != NULL) {
+        /* XEP-0198 §5: the old connection may not be dead yet */
+        old->session = NULL;
+        old->bound = 0;
+        s->c2s = NULL;
+        pv_c2s_close(old, NULL);
+    }
+    s->c2s = c;
+    c->session = s;
+    c->bound = 1;
+    if (c->auth_timer != NULL) {
+        pv_timer_cancel(c->auth_timer);
+        c->auth_timer = NULL;
+    }
+    pv_log(PV_LOG_INFO, "c2s", "c2s#%lu: resumed %s", c->id, s->jid.full);
+    return PV_OK;
 }

@@ -333,6 +333,14 @@ pv_host_each_session(pv_host_t *h, const char *user,
     pv_map_each(&srv->users, each_user_sessions, &e);
 }
 
+void
+pv_host_after_commit(pv_host_t *h, void (*cb)(void *arg, int rc), void *arg)
+{
+    if (h->server->storage == NULL ||
+        pv_storage_barrier(h->server->storage, cb, arg) != PV_OK)
+        cb(arg, PV_OK);
+}
+
 pv_store_t *
 pv_store_open(pv_host_t *h, pv_module_t *m, const char *name,
               pv_store_kind_t kind)

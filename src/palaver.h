@@ -100,6 +100,7 @@ struct pv_session_s {
     pv_session_t *next_res;
     pv_c2s_t *c2s;                /* transport, NULL when detached */
     unsigned long id;
+    uint32_t stanzas_in;          /* from the client, for XEP-0198 */
     int priority;
     unsigned available : 1;
     unsigned closing : 1;
@@ -204,6 +205,9 @@ void pv_session_destroy(pv_session_t *s);
 pv_user_t *pv_user_find(pv_server_t *srv, const char *bare);
 pv_session_t *pv_session_find(pv_server_t *srv, const pv_jid_t *full);
 void pv_session_set_presence(pv_session_t *s, int available, int priority);
+/* Destroys every session without a stream (shutdown: hibernated
+ * sessions hand their queues over before the store closes). */
+void pv_session_end_detached(pv_server_t *srv);
 
 /* router.c */
 void pv_route_local(pv_host_t *h, pv_session_t *from, pv_stanza_t *st);
@@ -224,6 +228,21 @@ void pv_c2s_shutdown_all(pv_server_t *srv);
 void pv_c2s_sweep(pv_server_t *srv, uint64_t idle_ms);
 uint64_t pv_c2s_last_active(const pv_c2s_t *c);
 const char *pv_c2s_peer_ip(const pv_c2s_t *c);
+/* Binds resource (NULL: generated) on an authenticated stream; NULL and
+ * *cond on failure. */
+pv_session_t *pv_c2s_bind(pv_c2s_t *c, const char *resource,
+                          const char **cond);
+/* Marks the stream authenticated as user without a stream restart
+ * (XEP-0388). */
+void pv_c2s_set_user(pv_c2s_t *c, const char *user);
+/* While on, everything written to the stream is held back; off writes
+ * it out. SASL2 holds output so that <success/> goes first. */
+void pv_c2s_hold_output(pv_c2s_t *c, int on);
+/* Writes past the hold. */
+void pv_c2s_write_now(pv_c2s_t *c, const char *xml, size_t len);
+pv_host_t *pv_c2s_host(const pv_c2s_t *c);
+pv_conn_t *pv_c2s_conn(const pv_c2s_t *c);
+int pv_c2s_is_tls(const pv_c2s_t *c);
 /* References that keep a pv_c2s_t (not its connection) allocated past
  * its close, for deferred replies (pv_event_defer). */
 pv_c2s_t *pv_c2s_ref(pv_c2s_t *c);
@@ -243,6 +262,19 @@ pv_sasl_t *pv_sasl_new(pv_host_t *h, pv_conn_t *conn,
                        pv_sasl_done_fn done, void *arg);
 void pv_sasl_input(pv_sasl_t *s, pv_node_t *nonza);
 void pv_sasl_free(pv_sasl_t *s);
+
+/* sasl2.c: XEP-0388 SASL2 with XEP-0386 Bind2 and XEP-0484 FAST on a
+ * client stream. */
+typedef struct pv_sasl2_s pv_sasl2_t;
+/* Appends <authentication xmlns='urn:xmpp:sasl:2'/> (with its inline
+ * Bind2 and FAST features) to features. */
+void pv_sasl2_features(pv_c2s_t *c, pv_node_t *features, pv_arena_t *a);
+pv_sasl2_t *pv_sasl2_new(pv_c2s_t *c);
+/* Handles a nonza in urn:xmpp:sasl:2 (<authenticate/>, <response/>,
+ * <abort/>). On success calls pv_c2s_set_user() and binds or resumes as
+ * the request asks. */
+void pv_sasl2_input(pv_sasl2_t *s, pv_node_t *nonza);
+void pv_sasl2_free(pv_sasl2_t *s);
 
 /* admin.c: account administration shared by the control socket and
  * palaverctl's in-process mode. A request is a list of fields:

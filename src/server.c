@@ -632,6 +632,7 @@ shutdown_poll(void *arg)
 
     /* give streams up to 3 s to flush their system-shutdown */
     if (srv->c2s_list == NULL || ++srv->shutdown_polls > 60) {
+        pv_session_end_detached(srv);
         if (srv->storage != NULL)
             pv_storage_sync(srv->storage);
         pv_loop_stop(srv->loop);

@@ -88,7 +88,8 @@ pv_session_bind(pv_c2s_t *c2s, pv_host_t *h, const char *user,
     old = pv_session_find(srv, &s->jid);
     if (old != NULL) {
         /* RFC 6120 §7.7.2.2: terminate the old session */
-        pv_session_close(old, "conflict");
+        if (old->c2s != NULL)
+            pv_c2s_close(old->c2s, "conflict");
         pv_session_destroy(old);
     }
     s->kind = PV_SESSION_C2S;
@@ -197,6 +198,28 @@ pv_session_last_active(const pv_session_t *s)
 void
 pv_session_send(pv_session_t *s, pv_stanza_t *st)
 {
+    if (s->closing)
+        return;
+    /* modules may hold (CSI) or queue (XEP-0198) what goes out */
+    if (s->host->hooks[PV_EV_SESSION_SEND][PV_TO_ANY].n > 0) {
+        pv_event_t ev;
+
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = PV_EV_SESSION_SEND;
+        ev.host = s->host;
+        ev.session = s;
+        ev.stanza = st;
+        ev.user = s->jid.node;
+        if (pv_event_fire(&ev) == PV_HANDLED)
+            return;
+    }
+    if (s->c2s != NULL)
+        pv_c2s_send(s->c2s, st);
+}
+
+void
+pv_session_write(pv_session_t *s, pv_stanza_t *st)
+{
     if (s->c2s != NULL && !s->closing)
         pv_c2s_send(s->c2s, st);
 }
@@ -204,6 +227,69 @@ pv_session_send(pv_session_t *s, pv_stanza_t *st)
 void
 pv_session_close(pv_session_t *s, const char *condition)
 {
+    /* the stream's close destroys the session; without one, do it now */
     if (s->c2s != NULL)
         pv_c2s_close(s->c2s, condition);
+    else
+        pv_session_destroy(s);
+}
+
+void
+pv_session_end(pv_session_t *s)
+{
+    if (s->c2s != NULL)
+        pv_c2s_close(s->c2s, NULL);
+    pv_session_destroy(s);
+}
+
+int
+pv_session_is_connected(const pv_session_t *s)
+{
+    return s->c2s != NULL;
+}
+
+uint32_t
+pv_session_stanzas_in(const pv_session_t *s)
+{
+    return s->stanzas_in;
+}
+
+pv_stream_t *
+pv_session_stream(const pv_session_t *s)
+{
+    return s->c2s;
+}
+
+typedef struct {
+    pv_session_t **v;
+    size_t n;
+} detached_t;
+
+static void
+collect_detached(void *arg, const char *key, void *value)
+{
+    detached_t *d = arg;
+    pv_user_t *u = value;
+    pv_session_t *s;
+
+    (void)key;
+    for (s = u->sessions; s != NULL; s = s->next_res) {
+        if (s->c2s == NULL) {
+            d->v = pv_xrealloc(d->v, (d->n + 1) * sizeof(*d->v));
+            d->v[d->n++] = s;
+        }
+    }
+}
+
+void
+pv_session_end_detached(pv_server_t *srv)
+{
+    detached_t d = { NULL, 0 };
+    size_t i;
+
+    /* collect first: destroying changes the user map */
+    pv_map_each(&srv->users, collect_detached, &d);
+    for (i = 0; i < d.n; i++)
+        pv_session_destroy(d.v[i]);
+    free(d.v);
 }

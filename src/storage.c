@@ -242,6 +242,18 @@ pv_store_delete_user(pv_store_t *store, const char *host, const char *user,
 }
 
 pv_rc_t
+pv_storage_barrier(pv_storage_t *st, pv_store_done_t *cb, void *arg)
+{
+    pv_key_t k;
+
+    if (st == NULL)
+        return PV_ERROR;
+    pv_key_init(&k);
+    pv_lmdb_submit(st, wreq_new(PV_WOP_BARRIER, NULL, &k, cb, arg));
+    return PV_OK;
+}
+
+pv_rc_t
 pv_storage_delete_user_everywhere(pv_storage_t *st, const char *host,
                                   const char *user, pv_store_done_t *cb,
                                   void *arg)

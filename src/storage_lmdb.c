@@ -508,6 +508,8 @@ apply_one(MDB_txn *txn, pv_wreq_t *req)
         return archive_del_before(store, txn, req, &n);
     case PV_WOP_ARCHIVE_DEL_ID:
         return archive_del_id(store, txn, req);
+    case PV_WOP_BARRIER:
+        return 0;
     }
     return EINVAL;
 }

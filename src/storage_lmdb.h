@@ -27,7 +27,8 @@ typedef enum {
     PV_WOP_ARCHIVE_APPEND,      /* key: item key, key2: id index key,
                                  * ts: the item's timestamp */
     PV_WOP_ARCHIVE_DEL_BEFORE,  /* key: prefix (host or host, user) */
-    PV_WOP_ARCHIVE_DEL_ID       /* key: prefix host, user; key2: index key */
+    PV_WOP_ARCHIVE_DEL_ID,      /* key: prefix host, user; key2: index key */
+    PV_WOP_BARRIER              /* nothing: completes after earlier writes */
 } pv_wop_t;
 
 /* One queued write. Everything is owned by the request (copied at

@@ -13,6 +13,9 @@ typedef struct pv_server_s pv_server_t;
 typedef struct pv_host_s pv_host_t;
 typedef struct pv_session_s pv_session_t;
 typedef struct pv_module_s pv_module_t;
+/* A client stream (one connection); a bound session has one unless it is
+ * hibernated (XEP-0198). See the streams part of module.h. */
+typedef struct pv_c2s_s pv_stream_t;
 
 typedef enum {
     PV_EV_NONE = 0,
@@ -43,6 +46,43 @@ typedef enum {
     PV_EV_ROSTER_CHANGED,   /* user: roster owner; data:
                                pv_roster_change_t (roster.h); fired by
                                mod_roster after an item changed */
+    PV_EV_STREAM_ELEMENT,   /* stream, session (NULL before bind), user:
+                               an authenticated stream received data: a
+                               top-level pv_node_t in a namespace the core
+                               does not own (XEP-0198 <enable/> <r/> <a/>
+                               <resume/>, XEP-0352 <active/>). PV_HANDLED:
+                               consumed; unclaimed ones end the stream
+                               with <unsupported-stanza-type/> */
+    PV_EV_SESSION_SEND,     /* session, stanza: about to be written to the
+                               session's client. PV_HANDLED: a module took
+                               its own reference and holds it (CSI) or
+                               queues it (hibernated session). Not fired
+                               by pv_session_write() */
+    PV_EV_SESSION_DISCONNECTED, /* session: its connection was lost
+                               without a clean end (no </stream:stream>
+                               from the client, no stream error other
+                               than connection-timeout). PV_HANDLED:
+                               the session stays bound without a stream
+                               (hibernated) until the module calls
+                               pv_session_end() or pv_stream_resume();
+                               PV_PASS: it is destroyed */
+    PV_EV_SASL2_FEATURES,   /* data: pv_inline_t, node the <inline/> of
+                               the XEP-0388 <authentication/> feature */
+    PV_EV_BIND2_FEATURES,   /* data: pv_inline_t, node the <inline/> of
+                               the XEP-0386 <bind/> feature (modules add
+                               <feature var='...'/>) */
+    PV_EV_SASL2_INLINE,     /* stream, user: SASL2 succeeded; data:
+                               pv_inline_t, request the <authenticate/>,
+                               node the <success/> being built. A module
+                               that resumes a session there (XEP-0198
+                               inline <resume/>) returns PV_HANDLED and
+                               no resource is bound */
+    PV_EV_BIND2,            /* stream, session, user: a resource was
+                               bound inline (XEP-0386); data: pv_inline_t,
+                               request the client's <bind/>, node the
+                               <bound/> reply: modules act on their
+                               elements in request and add their answers
+                               to node */
     PV_EV_COUNT_
 } pv_event_kind_t;
 
@@ -76,9 +116,17 @@ typedef struct pv_event_s {
     pv_session_t *session; /* lifecycle: the session concerned */
     const char *user;      /* lifecycle: local part concerned */
     void *data;            /* event-specific, see pv_event_kind_t */
-    void *stream;          /* core-private: the client stream of a
-                              PV_HOOK_PREAUTH event */
+    pv_stream_t *stream;   /* the client stream of a PV_HOOK_PREAUTH
+                              event and of the stream lifecycle events */
 } pv_event_t;
+
+/* Data of the SASL2/Bind2 events: a request element (NULL for the
+ * feature events) and the node to add answers to, both in arena. */
+typedef struct pv_inline_s {
+    const pv_node_t *request;
+    pv_node_t *node;
+    pv_arena_t *arena;
+} pv_inline_t;
 
 typedef pv_rc_t (*pv_handler_t)(pv_event_t *ev);
 

@@ -139,6 +139,41 @@ void pv_session_send(pv_session_t *s, pv_stanza_t *st);
 /* Ends the session with a stream error (NULL: a clean </stream>). */
 void pv_session_close(pv_session_t *s, const char *condition);
 
+/* True while the session has a client connection (not hibernated). */
+int pv_session_is_connected(const pv_session_t *s);
+/* Stanzas the session's client has sent on its streams since binding
+ * (XEP-0198 counts from here). */
+uint32_t pv_session_stanzas_in(const pv_session_t *s);
+/* Writes st to the session's client without firing PV_EV_SESSION_SEND
+ * (for the module that held or queued it). Borrows st. No-op while
+ * hibernated. */
+void pv_session_write(pv_session_t *s, pv_stanza_t *st);
+/* Destroys a session (hibernated or not) at once: PV_EV_SESSION_CLOSED,
+ * session_fini of every module, its stream closed cleanly. */
+void pv_session_end(pv_session_t *s);
+
+/* --- streams (XEP-0198, XEP-0352, XEP-0388) ------------------------- */
+/* The session's client stream, NULL while hibernated. */
+pv_stream_t *pv_session_stream(const pv_session_t *s);
+/* The stream's bound session or NULL. */
+pv_session_t *pv_stream_session(const pv_stream_t *c);
+/* Authenticated localpart or NULL; host (NULL before the header). */
+const char *pv_stream_user(const pv_stream_t *c);
+pv_host_t *pv_stream_host(const pv_stream_t *c);
+/* Writes a serialized nonza (<r/>, <a h='1'/>) on the stream. */
+void pv_stream_write(pv_stream_t *c, const char *xml, size_t len);
+/* Ends the stream with a stream error (NULL: clean </stream:stream>). */
+void pv_stream_close(pv_stream_t *c, const char *condition);
+/* Moves session s onto stream c (XEP-0198 resumption): c must be
+ * authenticated as s's user on s's host and not bound. An old stream
+ * still attached to s is closed (nothing more is written to it). From
+ * then on c is bound to s. PV_ERROR when the rules are not met. */
+pv_rc_t pv_stream_resume(pv_stream_t *c, pv_session_t *s);
+/* Runs cb(arg, PV_OK) once every store write submitted so far on the
+ * server is committed: acknowledge (XEP-0198 <a/>) from there. */
+void pv_host_after_commit(pv_host_t *h, void (*cb)(void *arg, int rc),
+                          void *arg);
+
 /* --- routing and replies ------------------------------------------- */
 
 /* Routes st as if sent by from (NULL: the server itself). Borrows st.

@@ -243,6 +243,10 @@ pv_rc_t pv_store_delete_user(pv_store_t *store, const char *host,
 pv_rc_t pv_storage_delete_user_everywhere(pv_storage_t *st, const char *host,
                                           const char *user,
                                           pv_store_done_t *cb, void *arg);
+/* Writes nothing: cb(arg, PV_OK) runs once every write submitted before
+ * it is committed (XEP-0198 acknowledgements wait on this). */
+pv_rc_t pv_storage_barrier(pv_storage_t *st, pv_store_done_t *cb,
+                           void *arg);
 /* ARCHIVE: adds an item; id is unique per user: rc PV_AGAIN (nothing
  * written) when host, user already has id. */
 pv_rc_t pv_store_archive_append(pv_store_t *store, const char *host,

@@ -36,7 +36,8 @@ CORE_MODULES = ['disco', 'ping', 'version', 'time']
 # deployment (the scenario suite)
 ALL_MODULES = CORE_MODULES + ['roster', 'presence', 'offline', 'blocking',
                               'vcard', 'private', 'register',
-                              'lastactivity']
+                              'lastactivity', 'smacks', 'mam', 'carbons',
+                              'csi', 'push']
 
 
 # --------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 /* modules/mod_disco.c: XEP-0030 service discovery for the server: the
  * identities and features every enabled module declared (the host's
  * registry), XEP-0157 contact addresses as a XEP-0128 form, the server's
- * XEP-0115 caps node, and items (components served under this host). */
+ * XEP-0115 caps node, and items (components served under this host); and
+ * for an account's bare JID, the account identity with the features
+ * modules add on PV_EV_ACCOUNT_DISCO_INFO. */
 #include <stdio.h>
 #include <string.h>
 
 #include <palaver/module.h>
+#include <palaver/roster.h>
 
 #define NS_INFO "http://jabber.org/protocol/disco#info"
 #define NS_ITEMS "http://jabber.org/protocol/disco#items"
@@ -80,6 +83,12 @@ add_contact_form(pv_host_t *h, pv_stanza_t *st, pv_node_t *query)
     }
 }
 
+static void
+remember_state(void *arg, const pv_roster_item_t *item)
+{
+    *(unsigned *)arg = item->state;
+}
+
 static pv_rc_t
 disco_info(pv_event_t *ev)
 {
@@ -118,6 +127,66 @@ disco_info(pv_event_t *ev)
     return PV_HANDLED;
 }
 
+/* Who may see an account's features: the account itself and contacts
+ * its presence goes to (RFC 6121 subscription 'from'), as presence would
+ * tell them anyway. */
+static int
+may_see_account(pv_event_t *ev)
+{
+    pv_roster_get_t get;
+    pv_event_t rev;
+    unsigned state = 0;
+
+    if (ev->from != NULL && ev->from->node != NULL &&
+        strcmp(ev->from->bare, ev->to->bare) == 0)
+        return 1;
+    if (ev->from == NULL)
+        return 0;
+    memset(&get, 0, sizeof(get));
+    get.contact = ev->from->bare;
+    get.cb = remember_state;
+    get.arg = &state;
+    memset(&rev, 0, sizeof(rev));
+    rev.kind = PV_EV_ROSTER_GET;
+    rev.host = ev->host;
+    rev.user = ev->to->node;
+    rev.data = &get;
+    pv_event_fire(&rev);
+    return (state & PV_SUB_FROM) != 0;
+}
+
+static pv_rc_t
+account_info(pv_event_t *ev)
+{
+    static const pv_identity_t account = { "account", "registered", NULL };
+    pv_stanza_t *st;
+    disco_build_t b;
+    pv_event_t ext;
+
+    if (pv_node_attr(ev->payload, "node") != NULL ||
+        !pv_user_exists(ev->host, ev->to->node))
+        return PV_PASS;
+    if (!may_see_account(ev)) {
+        pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+                      "service-unavailable", NULL);
+        return PV_HANDLED;
+    }
+    st = pv_iq_result(ev->stanza);
+    b.st = st;
+    b.query = pv_node_new(st->arena, "query", NS_INFO, st->root);
+    add_identity(&b, &account);
+    add_feature(&b, NS_INFO);
+    memset(&ext, 0, sizeof(ext));
+    ext.kind = PV_EV_ACCOUNT_DISCO_INFO;
+    ext.host = ev->host;
+    ext.stanza = st;
+    ext.user = ev->to->node;
+    ext.data = b.query;
+    pv_event_fire(&ext);
+    pv_send(ev->origin, st);
+    return PV_HANDLED;
+}
+
 static void
 add_component_item(void *arg, const char *domain)
 {
@@ -146,6 +215,8 @@ disco_items(pv_event_t *ev)
 static const pv_hook_t disco_hooks[] = {
     { PV_IQ_GET, PV_TO_HOST, NS_INFO, "query", disco_info, 0, 0 },
     { PV_IQ_GET, PV_TO_HOST, NS_ITEMS, "query", disco_items, 0, 0 },
+    /* late, so that a PEP service can answer its own nodes first */
+    { PV_IQ_GET, PV_TO_BARE, NS_INFO, "query", account_info, 100, 0 },
     PV_HOOKS_END
 };
 

@@ -77,6 +77,10 @@ typedef enum {
                                that resumes a session there (XEP-0198
                                inline <resume/>) returns PV_HANDLED and
                                no resource is bound */
+    PV_EV_ACCOUNT_DISCO_INFO, /* user: the account; data: the <query/>
+                               of the disco#info answer its bare JID
+                               gives (XEP-0030 §3.1 for accounts): add
+                               features such as urn:xmpp:mam:2 */
     PV_EV_BIND2,            /* stream, session, user: a resource was
                                bound inline (XEP-0386); data: pv_inline_t,
                                request the client's <bind/>, node the

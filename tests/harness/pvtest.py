@@ -37,7 +37,7 @@ CORE_MODULES = ['disco', 'ping', 'version', 'time']
 ALL_MODULES = CORE_MODULES + ['roster', 'presence', 'offline', 'blocking',
                               'vcard', 'private', 'register',
                               'lastactivity', 'smacks', 'mam', 'carbons',
-                              'csi', 'push']
+                              'csi', 'push', 'pep']
 
 
 # --------------------------------------------------------------------------

@@ -170,6 +170,8 @@ const pv_directive_t pv_core_directives[] = {
       F(auth_failure_limit), "10", 1, 0, NULL },
     { "auth_failure_window", ANY, pv_conf_duration, F(auth_failure_window),
       "1m", 1000, 0, NULL },
+    { "fast_token_lifetime", ANY, pv_conf_duration, F(fast_token_lifetime),
+      "14d", 60000, 0, NULL },
     { "contact_info", ANY, core_set_contact_info, F(contact_info), NULL, 0,
       0, NULL },
     PV_DIRECTIVES_END

@@ -61,6 +61,7 @@ typedef struct pv_core_conf_s {
     size_t c2s_send_queue_max;
     long long auth_failure_limit;       /* per IP per window */
     pv_duration_t auth_failure_window;
+    pv_duration_t fast_token_lifetime; /* XEP-0484 tokens */
     pv_contact_info_t contact_info;
 } pv_core_conf_t;
 

@@ -1,7 +1,9 @@
 /* src/sasl.c: SASL negotiation on a c2s stream (RFC 6120 §6): which
  * mechanisms a connection is offered (sasl_mechanisms, -PLUS only where
  * channel binding is available, PLAIN only under TLS), the XEP-0440
- * channel-binding list, and the exchanges themselves. The SCRAM and PLAIN
+ * channel-binding list, and the exchanges themselves. The engine is shared
+ * with XEP-0388 SASL2 (sasl_profile.h): the RFC 6120 profile is the
+ * sasl1_* functions here, SASL2's is in sasl2.c. The SCRAM and PLAIN
  * message formats are scram.c's; credentials come from accounts.c. */
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +12,19 @@
 
 #include "accounts.h"
 #include "palaver.h"
+#include "sasl_profile.h"
 #include "scram.h"
 
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_SASL_CB "urn:xmpp:sasl-cb:0"
-#define MAX_MECHS 8
+#define MAX_MECHS PV_SASL_MAX_MECHS
 
 struct pv_sasl_s {
     pv_host_t *host;              /* reference */
     pv_conn_t *conn;              /* borrowed: the c2s frees us first */
+    const pv_sasl_profile_t *prof;
+    void *parg;                   /* the profile's callback argument */
+    /* RFC 6120 profile (pv_sasl_new) */
     void (*send)(void *arg, const char *xml, size_t len);
     pv_sasl_done_fn done;
     void *arg;
@@ -108,18 +114,24 @@ pv_sasl_features(pv_host_t *h, pv_conn_t *conn, pv_node_t *features,
     }
 }
 
+void
+pv_sasl_offer_mechs(pv_host_t *h, pv_conn_t *conn, const char **mechs)
+{
+    const char *cb[4];
+
+    sasl_offer(h, conn, mechs, cb);
+}
+
 pv_sasl_t *
-pv_sasl_new(pv_host_t *h, pv_conn_t *conn,
-            void (*send)(void *arg, const char *xml, size_t len),
-            pv_sasl_done_fn done, void *arg)
+pv_sasl_new_profile(pv_host_t *h, pv_conn_t *conn,
+                    const pv_sasl_profile_t *prof, void *arg)
 {
     pv_sasl_t *s = pv_xcalloc(1, sizeof(*s));
 
     s->host = pv_host_ref(h);
     s->conn = conn;
-    s->send = send;
-    s->done = done;
-    s->arg = arg;
+    s->prof = prof;
+    s->parg = arg;
     s->waiting_mech = -1;
     sasl_offer(h, conn, s->mechs, s->cb_types);
     return s;
@@ -150,8 +162,50 @@ pv_sasl_free(pv_sasl_t *s)
     free(s);
 }
 
+int
+pv_sasl_busy(const pv_sasl_t *s)
+{
+    return s->plain_pending;
+}
+
+int
+pv_sasl_active(const pv_sasl_t *s)
+{
+    return s->plain_pending || s->scram != NULL || s->waiting_mech >= 0;
+}
+
 static void
-sasl_send_element(pv_sasl_t *s, const char *name, const char *b64data)
+sasl_failure(pv_sasl_t *s, const char *condition, int counts)
+{
+    sasl_reset(s);
+    s->prof->failure(s->parg, condition, counts);
+}
+
+static void
+sasl_success(pv_sasl_t *s, const char *data, size_t len)
+{
+    char *user = s->user;
+    char *copy = data ? pv_xstrndup(data, len) : NULL;
+
+    /* the profile may start over from its callback: reset first, and
+     * keep what the reset frees */
+    s->user = NULL;
+    sasl_reset(s);
+    s->prof->success(s->parg, user, copy, len);
+    free(copy);
+    free(user);
+}
+
+static void
+sasl_challenge(pv_sasl_t *s, const char *data, size_t len)
+{
+    s->prof->challenge(s->parg, data, len);
+}
+
+/* --- the RFC 6120 profile -------------------------------------------- */
+
+static void
+sasl1_send_element(pv_sasl_t *s, const char *name, const char *b64data)
 {
     pv_buf_t b = {0};
 
@@ -166,39 +220,63 @@ sasl_send_element(pv_sasl_t *s, const char *name, const char *b64data)
 }
 
 static void
-sasl_send_data(pv_sasl_t *s, const char *name, const char *data, size_t len)
+sasl1_send_data(pv_sasl_t *s, const char *name, const char *data, size_t len)
 {
     char *b64 = pv_base64_encode(data, len, NULL);
 
-    sasl_send_element(s, name, b64);
+    sasl1_send_element(s, name, b64);
     free(b64);
 }
 
 static void
-sasl_failure(pv_sasl_t *s, const char *condition, int counts)
+sasl1_challenge(void *arg, const char *data, size_t len)
 {
+    sasl1_send_data(arg, "challenge", data, len);
+}
+
+static void
+sasl1_success(void *arg, const char *user, const char *data, size_t len)
+{
+    pv_sasl_t *s = arg;
+
+    /* PLAIN has no additional data: "=" as ever */
+    sasl1_send_data(s, "success", data, len);
+    s->done(s->arg, user);
+}
+
+static void
+sasl1_failure(void *arg, const char *condition, int counts)
+{
+    pv_sasl_t *s = arg;
     pv_buf_t b = {0};
 
     pv_buf_printf(&b, "<failure xmlns='" NS_SASL "'><%s/></failure>",
                   condition);
     s->send(s->arg, b.data, b.len);
     pv_buf_free(&b);
-    sasl_reset(s);
     if (counts)
         s->done(s->arg, NULL);
 }
 
-static void
-sasl_success(pv_sasl_t *s, const char *data, size_t len)
-{
-    char *user = s->user;
+static const pv_sasl_profile_t sasl1_profile = {
+    sasl1_challenge, sasl1_success, sasl1_failure
+};
 
-    s->user = NULL;
-    sasl_send_data(s, "success", data, len);
-    sasl_reset(s);
-    s->done(s->arg, user);
-    free(user);
+pv_sasl_t *
+pv_sasl_new(pv_host_t *h, pv_conn_t *conn,
+            void (*send)(void *arg, const char *xml, size_t len),
+            pv_sasl_done_fn done, void *arg)
+{
+    pv_sasl_t *s = pv_sasl_new_profile(h, conn, &sasl1_profile, NULL);
+
+    s->parg = s;
+    s->send = send;
+    s->done = done;
+    s->arg = arg;
+    return s;
 }
+
+/* --- mechanisms ------------------------------------------------------ */
 
 /* Decodes the base64 text of a SASL element ("=" is empty). */
 static uint8_t *
@@ -275,7 +353,7 @@ sasl_scram_start(pv_sasl_t *s, int idx, const uint8_t *msg, size_t len)
         s->user = NULL;
     }
     first = pv_scram_server_first(s->scram, &flen);
-    sasl_send_data(s, "challenge", first, flen);
+    sasl_challenge(s, first, flen);
 }
 
 static void
@@ -385,6 +463,72 @@ sasl_plain(pv_sasl_t *s, const uint8_t *msg, size_t len)
     pv_loop_work(s->host->server->loop, plain_work, plain_done, j);
 }
 
+static void
+sasl_begin(pv_sasl_t *s, int idx, const uint8_t *data, size_t len)
+{
+    if (mech_table[idx].is_plain)
+        sasl_plain(s, data, len);
+    else
+        sasl_scram_start(s, idx, data, len);
+}
+
+void
+pv_sasl_start(pv_sasl_t *s, const char *mech, const uint8_t *data,
+              size_t len, int has_initial)
+{
+    size_t i;
+    int idx = -1;
+
+    if (s->plain_pending)
+        return;
+    sasl_reset(s);
+    if (pv_server_auth_blocked(s->host->server, pv_conn_peer_ip(s->conn))) {
+        sasl_failure(s, "temporary-auth-failure", 0);
+        return;
+    }
+    for (i = 0; mech != NULL && s->mechs[i] != NULL; i++)
+        if (strcmp(s->mechs[i], mech) == 0)
+            break;
+    if (mech != NULL && s->mechs[i] != NULL)
+        for (idx = 0; idx < (int)PV_COUNTOF(mech_table); idx++)
+            if (strcmp(mech_table[idx].name, mech) == 0)
+                break;
+    if (idx < 0 || idx >= (int)PV_COUNTOF(mech_table)) {
+        sasl_failure(s, "invalid-mechanism", 0);
+    } else if (!has_initial) {
+        /* RFC 6120 §6.4.2: no initial response: empty challenge */
+        s->waiting_mech = idx;
+        sasl_challenge(s, "", 0);
+    } else {
+        sasl_begin(s, idx, data, len);
+    }
+}
+
+void
+pv_sasl_step(pv_sasl_t *s, const uint8_t *data, size_t len)
+{
+    if (s->plain_pending)
+        return;
+    if (s->waiting_mech >= 0) {
+        /* the initial response after an empty challenge */
+        int idx = s->waiting_mech;
+        s->waiting_mech = -1;
+        sasl_begin(s, idx, data, len);
+    } else if (s->scram != NULL) {
+        sasl_scram_final(s, data, len);
+    } else {
+        sasl_failure(s, "malformed-request", 1);
+    }
+}
+
+void
+pv_sasl_abort(pv_sasl_t *s)
+{
+    if (s->plain_pending)
+        return;
+    sasl_failure(s, "aborted", 0);
+}
+
 void
 pv_sasl_input(pv_sasl_t *s, pv_node_t *nonza)
 {
@@ -396,7 +540,7 @@ pv_sasl_input(pv_sasl_t *s, pv_node_t *nonza)
     if (s->plain_pending)
         return; /* the client must wait for our answer */
     if (strcmp(name, "abort") == 0) {
-        sasl_failure(s, "aborted", 0);
+        pv_sasl_abort(s);
         return;
     }
     a = pv_arena_new(256);
@@ -406,51 +550,12 @@ pv_sasl_input(pv_sasl_t *s, pv_node_t *nonza)
         sasl_failure(s, "incorrect-encoding", 1);
         return;
     }
-    if (strcmp(name, "auth") == 0) {
-        const char *mech = pv_node_attr(nonza, "mechanism");
-        size_t i;
-        int idx = -1;
-
-        sasl_reset(s);
-        if (pv_server_auth_blocked(s->host->server, pv_conn_peer_ip(s->conn))) {
-            sasl_failure(s, "temporary-auth-failure", 0);
-            free(data);
-            return;
-        }
-        for (i = 0; mech != NULL && s->mechs[i] != NULL; i++)
-            if (strcmp(s->mechs[i], mech) == 0)
-                break;
-        if (mech != NULL && s->mechs[i] != NULL)
-            for (idx = 0; idx < (int)PV_COUNTOF(mech_table); idx++)
-                if (strcmp(mech_table[idx].name, mech) == 0)
-                    break;
-        if (idx < 0 || idx >= (int)PV_COUNTOF(mech_table)) {
-            sasl_failure(s, "invalid-mechanism", 0);
-        } else if (len == 0) {
-            /* RFC 6120 §6.4.2: no initial response: empty challenge */
-            sasl_send_element(s, "challenge", "");
-            s->waiting_mech = idx;
-        } else if (mech_table[idx].is_plain) {
-            sasl_plain(s, data, len);
-        } else {
-            sasl_scram_start(s, idx, data, len);
-        }
-    } else if (strcmp(name, "response") == 0) {
-        if (s->waiting_mech >= 0) {
-            /* the initial response after an empty challenge */
-            int idx = s->waiting_mech;
-            s->waiting_mech = -1;
-            if (mech_table[idx].is_plain)
-                sasl_plain(s, data, len);
-            else
-                sasl_scram_start(s, idx, data, len);
-        } else if (s->scram != NULL) {
-            sasl_scram_final(s, data, len);
-        } else {
-            sasl_failure(s, "malformed-request", 1);
-        }
-    } else {
+    if (strcmp(name, "auth") == 0)
+        pv_sasl_start(s, pv_node_attr(nonza, "mechanism"), data, len,
+                      len > 0);
+    else if (strcmp(name, "response") == 0)
+        pv_sasl_step(s, data, len);
+    else
         sasl_failure(s, "malformed-request", 1);
-    }
     free(data);
 }

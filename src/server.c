@@ -18,6 +18,7 @@
 
 #include <openssl/rand.h>
 
+#include "fast.h"
 #include "logsink.h"
 #include "palaver.h"
 
@@ -380,6 +381,8 @@ pv_server_open_storage(pv_server_t *srv, const char *path)
         pv_log(PV_LOG_ERROR, "storage", "cannot open the store in %s", path);
         return PV_ERROR;
     }
+    /* opening a store waits for the writer: do it before any login */
+    pv_fast_store(srv->storage);
     return PV_OK;
 }
 

@@ -215,12 +215,29 @@ typedef struct {
     size_t len;
 } offline_row_t;
 
+/* The paging cursor is the (timestamp, id) of the last row seen, not an
+ * RSM after-id: the row it names may be one whose deletion the writer
+ * thread commits while we page, and an after-id that vanished is an
+ * error. A timestamp stays a valid place to resume from. */
 typedef struct {
     offline_user_t *u;
     offline_row_t rows[OFFLINE_PAGE];
     size_t n;
-    char *last_id;            /* paging cursor, malloc'd */
+    size_t n_new;             /* rows past the cursor in this page */
+    uint64_t last_ts;
+    char *last_id;            /* malloc'd; NULL before the first row */
 } offline_page_t;
+
+/* Archive key order of ids: shorter first, then bytes (CONTRACTS.md §4). */
+static int
+id_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return memcmp(a, b, la);
+}
 
 static int
 collect_row(uint64_t ts_us, const char *id, const void *val, size_t len,
@@ -228,7 +245,11 @@ collect_row(uint64_t ts_us, const char *id, const void *val, size_t len,
 {
     offline_page_t *pg = arg;
 
-    (void)ts_us;
+    if (pg->last_id != NULL && ts_us == pg->last_ts &&
+        id_cmp(id, pg->last_id) <= 0)
+        return 0;   /* seen on the previous page */
+    pg->n_new++;
+    pg->last_ts = ts_us;
     free(pg->last_id);
     pg->last_id = pv_xstrdup(id);
     if (user_is_deleting(pg->u, id))
@@ -266,16 +287,17 @@ offline_flush(offline_host_t *oh, const char *user, pv_session_t *s)
     while (!is_complete) {
         memset(&q, 0, sizeof(q));
         memset(&res, 0, sizeof(res));
-        q.after_id = pg.last_id;
+        q.start_us = pg.last_id != NULL ? pg.last_ts : 0;
         q.limit = OFFLINE_PAGE;
         pg.n = 0;
+        pg.n_new = 0;
         if (pv_store_archive_query(oh->store, host, user, &q, collect_row,
                                    &pg, &res) != PV_OK) {
             pv_log(PV_LOG_ERROR, "mod_offline", "reading the offline "
                    "queue of %s@%s failed", user, host);
             is_complete = 1;
         } else {
-            is_complete = res.is_complete || res.count == 0;
+            is_complete = res.is_complete || pg.n_new == 0;
         }
         pv_archive_result_clear(&res);
         for (i = 0; i < pg.n; i++) {

@@ -570,6 +570,7 @@ class Server(BaseServer):
         self.vhost = dict(vhost or {})
         self.conf_path = os.path.join(self.dir, 'palaver-test.conf')
         self.data_dir = os.path.join(self.dir, 'data')
+        self.extra_env = {}   # for palaverd (fault injection: LD_PRELOAD)
         try:
             self.write_config()
             for user, pw in self.users.items():
@@ -639,6 +640,7 @@ class Server(BaseServer):
         ns.bind(sock_path)
         env = dict(os.environ)
         env['NOTIFY_SOCKET'] = sock_path
+        env.update(self.extra_env)
         out = open(self.out_path, 'ab')
         self.proc = subprocess.Popen([palaverd_path(), '-c', self.conf_path],
                                      cwd=self.dir, env=env, stdout=out,

@@ -267,7 +267,7 @@ static int
 parse_request_line(pv_http_parser_t *p)
 {
     char *s = p->head;
-    size_t end = p->rl_end - 2, i = 0, t;
+    size_t end = p->rl_end - 2, i = 0, t, te;
     const char *v;
 
     while (i < end && is_tchar((unsigned char)s[i]))
@@ -282,6 +282,7 @@ parse_request_line(pv_http_parser_t *p)
         i++;
     if (i == t || i == end || s[i] != ' ')
         return fail(p, 400, "malformed request-target");
+    te = i;
     s[i++] = '\0';
     v = s + i;
     if (end - i != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' ||
@@ -299,7 +300,7 @@ parse_request_line(pv_http_parser_t *p)
     if (s[t] == '/') {
         char *q = strchr(s + t, '?');
 
-        p->req.path_len = q ? (size_t)(q - (s + t)) : end - t;
+        p->req.path_len = q ? (size_t)(q - (s + t)) : te - t;
         p->req.query = q ? q + 1 : NULL;
     } else if (strcmp(s + t, "*") == 0 && strcmp(s, "OPTIONS") == 0) {
         /* RFC 9112 §3.2.4 asterisk-form */

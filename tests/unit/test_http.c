@@ -701,6 +701,13 @@ hdr_check(void *ud, const pv_http_request_t *req)
     return 0;
 }
 
+static int
+path_check(void *ud, const pv_http_request_t *req)
+{
+    *(size_t *)ud = req->path_len;
+    return 0;
+}
+
 static void
 test_headers_lookup(void)
 {
@@ -714,6 +721,18 @@ test_headers_lookup(void)
     CU_ASSERT_EQUAL(pv_http_parser_feed(p, in, sizeof(in) - 1, NULL), PV_OK);
     CU_ASSERT(ok);
     pv_http_parser_free(p);
+    {
+        /* without a query the path ends at the target, not the line */
+        static const char noq[] = "GET /a/b HTTP/1.1\r\nHost: x\r\n\r\n";
+        pv_http_cb_t cb2 = {path_check, NULL, NULL};
+        size_t len = 0;
+
+        p = pv_http_parser_new(&cb2, &len, NULL);
+        CU_ASSERT_EQUAL(pv_http_parser_feed(p, noq, sizeof(noq) - 1, NULL),
+                        PV_OK);
+        CU_ASSERT_EQUAL(len, 4);
+        pv_http_parser_free(p);
+    }
     CU_ASSERT_STRING_EQUAL(pv_http_status_reason(416), "Range Not Satisfiable");
     CU_ASSERT_STRING_EQUAL(pv_http_status_reason(431),
                            "Request Header Fields Too Large");

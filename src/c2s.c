@@ -2,7 +2,9 @@
  * STARTTLS and direct TLS, handing SASL nonzas to sasl.c, resource binding
  * and the optional RFC 3921 session, stamping and routing of stanzas, and
  * the per-stream limits (auth timeout, byte and stanza rates, stream
- * errors). One pv_c2s_t per connection; the session is session.c's. */
+ * errors). One pv_c2s_t per connection; the session is session.c's.
+ * A stream runs over a pv_conn_t or, framed, over a transport
+ * (websocket_c2s.c, bosh.c): <open/>/<close/> replace the stream tags. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #define NS_STREAM_ERR "urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_CAPS "http://jabber.org/protocol/caps"
 #define CAPS_NODE "https://palaver.im"
+#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
 
 typedef enum {
     C2S_TLS_WAIT,  /* TLS handshake in progress */
@@ -47,6 +50,8 @@ struct pv_c2s_s {
     double stanza_tokens;
     unsigned long id;
     pv_buf_t held;            /* output held while SASL2 answers */
+    const pv_c2s_transport_t *tr;   /* framed streams: NULL for TCP */
+    void *tr_arg;
     char stream_id[17];
     c2s_state_t state;
     unsigned tls : 1;
@@ -55,6 +60,7 @@ struct pv_c2s_s {
     unsigned counted : 1;
     unsigned ended : 1;       /* deliberately ended: no hibernation */
     unsigned holding : 1;
+    unsigned framed : 1;      /* RFC 7395: one element per message */
 };
 
 static void c2s_on_data(pv_conn_t *conn, const char *data, size_t len);
@@ -73,13 +79,47 @@ c2s_conf(const pv_c2s_t *c)
     return c->host ? &c->host->conf->core : PV_GLOBAL(c->srv);
 }
 
+/* The transport's write: pv_conn_write() or the framed transport's. */
+static int
+c2s_raw_write(pv_c2s_t *c, const char *data, size_t len)
+{
+    if (c->conn == NULL)
+        return PV_ERROR;
+    if (c->tr != NULL)
+        return c->tr->write(c->tr_arg, data, len);
+    return pv_conn_write(c->conn, data, len);
+}
+
+static void
+c2s_conn_close(pv_c2s_t *c)
+{
+    if (c->conn == NULL)
+        return;
+    if (c->tr != NULL)
+        c->tr->close(c->tr_arg);
+    else
+        pv_conn_close(c->conn);
+}
+
 static void
 c2s_write(pv_c2s_t *c, const char *data, size_t len)
 {
     if (c->holding)
         pv_buf_append(&c->held, data, len);
     else if (c->conn != NULL)
-        pv_conn_write(c->conn, data, len);
+        c2s_raw_write(c, data, len);
+}
+
+/* The end of the stream: </stream:stream>, or RFC 7395 §3.6 <close/>. */
+static void
+c2s_write_end(pv_c2s_t *c)
+{
+    static const char close_el[] = "<close xmlns='" NS_FRAMING "'/>";
+
+    if (c->framed)
+        c2s_write(c, close_el, sizeof(close_el) - 1);
+    else
+        c2s_write(c, "</stream:stream>", 16);
 }
 
 static void
@@ -96,9 +136,14 @@ c2s_send_header(pv_c2s_t *c, const char *to)
         c->stream_id[2 * i + 1] = hex[r[i] & 15];
     }
     c->stream_id[16] = '\0';
-    pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='"
-                    PV_NS_CLIENT "' xmlns:stream='" PV_NS_STREAMS
-                    "' version='1.0' xml:lang='en' id='");
+    if (c->framed)
+        /* RFC 7395 §3.4: the header is a complete <open/> element */
+        pv_buf_puts(&b, "<open xmlns='" NS_FRAMING "' version='1.0' "
+                        "xml:lang='en' id='");
+    else
+        pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='"
+                        PV_NS_CLIENT "' xmlns:stream='" PV_NS_STREAMS
+                        "' version='1.0' xml:lang='en' id='");
     pv_buf_puts(&b, c->stream_id);
     pv_buf_puts(&b, "' from='");
     pv_buf_append_escaped(&b, c->host ? c->host->name : "", 
@@ -107,7 +152,7 @@ c2s_send_header(pv_c2s_t *c, const char *to)
         pv_buf_puts(&b, "' to='");
         pv_buf_append_escaped(&b, to, strlen(to), 1);
     }
-    pv_buf_puts(&b, "'>");
+    pv_buf_puts(&b, c->framed ? "'/>" : "'>");
     c2s_write(c, b.data, b.len);
     pv_buf_free(&b);
     c->header_sent = 1;
@@ -129,19 +174,21 @@ c2s_stream_error(pv_c2s_t *c, const char *condition, const char *text)
            text ? ": " : "", text ? text : "");
     if (!c->header_sent)
         c2s_send_header(c, NULL);
-    pv_buf_printf(&b, "<stream:error><%s xmlns='" NS_STREAM_ERR "'/>",
+    /* RFC 7395 §3.3.3: a framed element declares its own prefixes */
+    pv_buf_printf(&b, "<stream:error%s><%s xmlns='" NS_STREAM_ERR "'/>",
+                  c->framed ? " xmlns:stream='" PV_NS_STREAMS "'" : "",
                   condition);
     if (text != NULL) {
         pv_buf_puts(&b, "<text xmlns='" NS_STREAM_ERR "'>");
         pv_buf_append_escaped(&b, text, strlen(text), 0);
         pv_buf_puts(&b, "</text>");
     }
-    pv_buf_puts(&b, "</stream:error></stream:stream>");
+    pv_buf_puts(&b, "</stream:error>");
     c2s_write(c, b.data, b.len);
     pv_buf_free(&b);
+    c2s_write_end(c);
     c->state = C2S_CLOSED;
-    if (c->conn != NULL)
-        pv_conn_close(c->conn);
+    c2s_conn_close(c);
 }
 
 void
@@ -155,10 +202,9 @@ pv_c2s_close(pv_c2s_t *c, const char *condition)
         return;
     c->ended = 1;
     c->holding = 0;
-    c2s_write(c, "</stream:stream>", 16);
+    c2s_write_end(c);
     c->state = C2S_CLOSED;
-    if (c->conn != NULL)
-        pv_conn_close(c->conn);
+    c2s_conn_close(c);
 }
 
 static void
@@ -184,7 +230,7 @@ c2s_send_features(pv_c2s_t *c)
     pv_buf_t b = {0};
     pv_node_t *ch;
 
-    if (!c->tls && c->host->tls != NULL) {
+    if (!c->tls && !c->framed && c->host->tls != NULL) {
         pv_node_t *tls = pv_node_new(a, "starttls", NS_TLS, f);
         if (cc->c2s_require_encryption)
             pv_node_new(a, "required", NS_TLS, tls);
@@ -213,7 +259,8 @@ c2s_send_features(pv_c2s_t *c)
     ev.data = f;
     pv_event_fire(&ev);
     /* features is in the streams namespace, so the prefix matters */
-    pv_buf_puts(&b, "<stream:features>");
+    pv_buf_puts(&b, c->framed ? "<stream:features xmlns:stream='"
+                    PV_NS_STREAMS "'>" : "<stream:features>");
     for (ch = f->children; ch != NULL; ch = ch->next)
         pv_node_serialize(ch, &b, PV_NS_CLIENT);
     pv_buf_puts(&b, "</stream:features>");
@@ -281,13 +328,14 @@ static void
 c2s_starttls(pv_c2s_t *c)
 {
     static const char proceed[] = "<proceed xmlns='" NS_TLS "'/>";
-    static const char failure[] = "<failure xmlns='" NS_TLS "'/>"
-                                  "</stream:stream>";
+    static const char failure[] = "<failure xmlns='" NS_TLS "'/>";
 
-    if (c->tls || c->host->tls == NULL) {
+    /* RFC 7395 §3.7: no STARTTLS inside a WebSocket */
+    if (c->tls || c->framed || c->host->tls == NULL) {
         c2s_write(c, failure, sizeof(failure) - 1);
+        c2s_write_end(c);
         c->state = C2S_CLOSED;
-        pv_conn_close(c->conn);
+        c2s_conn_close(c);
         return;
     }
     c2s_write(c, proceed, sizeof(proceed) - 1);
@@ -547,6 +595,8 @@ c2s_stanza(void *ud, pv_stanza_t *st)
         c2s_stream_error(c, "policy-violation", "too many stanzas");
         return;
     }
+    if (st->kind <= PV_STANZA_OTHER)
+        c->srv->metrics.stanzas_in[st->kind]++;
     if (strcmp(ns, NS_TLS) == 0 && strcmp(st->root->name, "starttls") == 0) {
         if (c->user == NULL)
             c2s_starttls(c);
@@ -666,15 +716,13 @@ c2s_on_tls_done(pv_conn_t *conn, int ok, const char *err)
 }
 
 static void
-c2s_on_close(pv_conn_t *conn, const char *reason)
+c2s_closed(pv_c2s_t *c, const char *reason)
 {
-    pv_c2s_t *c = pv_conn_data(conn);
-
     pv_log(PV_LOG_DEBUG, "c2s", "c2s#%lu closed: %s", c->id,
            reason ? reason : "");
     c->state = C2S_CLOSED;
     if (c->counted)
-        pv_server_conn_closed(c->srv, pv_conn_peer_ip(conn));
+        pv_server_conn_closed(c->srv, pv_conn_peer_ip(c->conn));
     c->conn = NULL;
     if (c->session != NULL) {
         pv_session_t *s = c->session;
@@ -718,7 +766,14 @@ c2s_on_close(pv_conn_t *conn, const char *reason)
     c->sasl = NULL;
     c->sasl2 = NULL;
     c->auth_timer = NULL;
+    c->tr = NULL;
     pv_c2s_unref(c);
+}
+
+static void
+c2s_on_close(pv_conn_t *conn, const char *reason)
+{
+    c2s_closed(pv_conn_data(conn), reason);
 }
 
 pv_c2s_t *
@@ -736,7 +791,8 @@ pv_c2s_unref(pv_c2s_t *c)
 }
 
 static pv_c2s_t *
-c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
+c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls,
+        const pv_c2s_transport_t *tr, void *tr_arg)
 {
     pv_c2s_t *c = pv_xcalloc(1, sizeof(*c));
     const pv_core_conf_t *cc = PV_GLOBAL(srv);
@@ -765,7 +821,11 @@ c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
     if (srv->c2s_list)
         srv->c2s_list->prev = c;
     srv->c2s_list = c;
-    pv_conn_set_handler(conn, &c2s_handler, c);
+    c->tr = tr;
+    c->tr_arg = tr_arg;
+    c->framed = tr != NULL;
+    if (tr == NULL)
+        pv_conn_set_handler(conn, &c2s_handler, c);
     pv_conn_set_max_queue(conn, cc->c2s_send_queue_max);
     if (srv->shutting_down)
         c->reject = "system-shutdown";
@@ -781,14 +841,14 @@ c2s_new(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
 void
 pv_c2s_accept(void *arg, pv_conn_t *conn)
 {
-    c2s_new(arg, conn, 0);
+    c2s_new(arg, conn, 0, NULL, NULL);
 }
 
 void
 pv_c2s_accept_tls(void *arg, pv_conn_t *conn)
 {
     pv_server_t *srv = arg;
-    pv_c2s_t *c = c2s_new(srv, conn, 1);
+    pv_c2s_t *c = c2s_new(srv, conn, 1, NULL, NULL);
     pv_tls_ctx_t *ctx = pv_server_sni(srv, NULL);
 
     if (ctx == NULL || pv_conn_start_tls_server(conn, ctx) != PV_OK) {
@@ -807,11 +867,13 @@ pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st)
     if (c->state == C2S_CLOSED || c->conn == NULL)
         return;
     wire = pv_stanza_wire(st, &len);
+    if (st->kind <= PV_STANZA_OTHER)
+        c->srv->metrics.stanzas_out[st->kind]++;
     if (c->holding) {
         pv_buf_append(&c->held, wire, len);
         return;
     }
-    if (pv_conn_write(c->conn, wire, len) != PV_OK) {
+    if (c2s_raw_write(c, wire, len) != PV_OK) {
         /* a client that stopped reading is as good as gone: resumable */
         c2s_stream_error(c, "policy-violation", "too much queued output");
         c->ended = 0;
@@ -898,7 +960,7 @@ pv_c2s_hold_output(pv_c2s_t *c, int on)
     }
     c->holding = 0;
     if (c->held.len > 0 && c->conn != NULL &&
-        pv_conn_write(c->conn, c->held.data, c->held.len) != PV_OK)
+        c2s_raw_write(c, c->held.data, c->held.len) != PV_OK)
         c2s_stream_error(c, "policy-violation", "too much queued output");
     pv_buf_free(&c->held);
 }
@@ -907,7 +969,7 @@ void
 pv_c2s_write_now(pv_c2s_t *c, const char *xml, size_t len)
 {
     if (c->conn != NULL && c->state != C2S_CLOSED)
-        pv_conn_write(c->conn, xml, len);
+        c2s_raw_write(c, xml, len);
 }
 
 pv_host_t *
@@ -987,4 +1049,203 @@ pv_stream_resume(pv_stream_t *c, pv_session_t *s)
     }
     pv_log(PV_LOG_INFO, "c2s", "c2s#%lu: resumed %s", c->id, s->jid.full);
     return PV_OK;
+}
+
+/* --- framed streams (RFC 7395) ----------------------------------------- */
+
+pv_c2s_t *
+pv_c2s_new_framed(pv_server_t *srv, pv_conn_t *conn,
+                  const pv_c2s_transport_t *tr, void *arg, int secure)
+{
+    pv_c2s_t *c = c2s_new(srv, conn, 0, tr, arg);
+
+    /* secure: TLS of ours, or a loopback peer (a TLS-terminating proxy) */
+    c->tls = secure ? 1 : 0;
+    return c;
+}
+
+static void
+c2s_attr(pv_buf_t *b, const char *name, const char *value)
+{
+    if (value == NULL)
+        return;
+    pv_buf_printf(b, " %s='", name);
+    pv_buf_append_escaped(b, value, strlen(value), 1);
+    pv_buf_puts(b, "'");
+}
+
+void
+pv_c2s_framed_open(pv_c2s_t *c, const char *to, const char *from,
+                   const char *version, const char *lang)
+{
+    pv_buf_t b = {0};
+
+    c->last_active = pv_loop_now_ms(c->srv->loop);
+    if (c->state == C2S_CLOSED)
+        return;
+    if (c->state != C2S_HEADER) {
+        c2s_stream_error(c, "policy-violation", "unexpected <open/>");
+        return;
+    }
+    /* RFC 7395 §3.3.2: <open/> stands for the stream header; the parser
+     * gets the equivalent one and the stream code runs unchanged */
+    pv_buf_puts(&b, "<stream:stream xmlns='" PV_NS_CLIENT "' xmlns:stream='"
+                    PV_NS_STREAMS "'");
+    c2s_attr(&b, "to", to);
+    c2s_attr(&b, "from", from);
+    c2s_attr(&b, "version", version);
+    c2s_attr(&b, "xml:lang", lang);
+    pv_buf_puts(&b, ">");
+    pv_xmlstream_restart(c->xs);
+    c->header_sent = 0;
+    pv_xmlstream_feed(c->xs, b.data, b.len, NULL);
+    pv_buf_free(&b);
+}
+
+void
+pv_c2s_framed_element(pv_c2s_t *c, const char *data, size_t len)
+{
+    size_t used = len;
+    int rc;
+
+    c->last_active = pv_loop_now_ms(c->srv->loop);
+    if (c->state == C2S_CLOSED)
+        return;
+    if (c->state != C2S_OPEN) {
+        c2s_stream_error(c, "not-authorized", "send <open/> first");
+        return;
+    }
+    if (!c2s_rate_ok(c, len, 0)) {
+        c2s_stream_error(c, "policy-violation", "too many bytes");
+        return;
+    }
+    rc = pv_xmlstream_feed(c->xs, data, len, &used);
+    /* after a restart (SASL success) the message must have ended */
+    if (rc == PV_AGAIN && c->state == C2S_HEADER) {
+        for (; used < len; used++)
+            if (strchr(" \t\r\n", data[used]) == NULL) {
+                c2s_stream_error(c, "bad-format",
+                                 "one element per message");
+                return;
+            }
+    }
+}
+
+void
+pv_c2s_transport_closed(pv_c2s_t *c, const char *reason)
+{
+    c2s_closed(c, reason);
+}
+
+void
+pv_c2s_count(pv_server_t *srv, size_t *tcp, size_t *framed)
+{
+    const pv_c2s_t *c;
+
+    *tcp = *framed = 0;
+    for (c = srv->c2s_list; c != NULL; c = c->next) {
+        if (c->framed)
+            (*framed)++;
+        else
+            (*tcp)++;
+    }
+}
+
+/* --- cutting stream output into elements (RFC 7395, XEP-0206) ---------- */
+
+void
+pv_c2s_qualify(pv_buf_t *out, const char *el, size_t len)
+{
+    size_t name_len = strcspn(el + 1, " \t\r\n/>");
+    const char *tag_end = memchr(el, '>', len);
+    size_t tag_len = tag_end ? (size_t)(tag_end - el) : len;
+    int need_ns = 1, need_stream = 0;
+    size_t i;
+
+    for (i = 0; i + 6 < tag_len; i++)
+        if (el[i] == ' ' && memcmp(el + i + 1, "xmlns=", 6) == 0)
+            need_ns = 0;
+    if (name_len > 7 && memcmp(el + 1, "stream:", 7) == 0) {
+        need_ns = 0;
+        need_stream = 1;
+        for (i = 0; i + 13 < tag_len; i++)
+            if (memcmp(el + i, " xmlns:stream=", 14) == 0)
+                need_stream = 0;
+    }
+    if (!need_ns && !need_stream) {
+        pv_buf_append(out, el, len);
+        return;
+    }
+    pv_buf_append(out, el, 1 + name_len);
+    if (need_ns)
+        pv_buf_puts(out, " xmlns='" PV_NS_CLIENT "'");
+    if (need_stream)
+        pv_buf_puts(out, " xmlns:stream='" PV_NS_STREAMS "'");
+    pv_buf_append(out, el + 1 + name_len, len - 1 - name_len);
+}
+
+int
+pv_c2s_split(pv_buf_t *pending, const char *data, size_t len,
+             int (*emit)(void *arg, const char *el, size_t len), void *arg)
+{
+    const char *p, *end, *start = NULL;
+    size_t done = 0;
+    int depth = 0, rc = PV_OK;
+
+    pv_buf_append(pending, data, len);
+    p = pending->data;
+    end = p + pending->len;
+    while (p < end) {
+        const char *q;
+        char quote = 0;
+
+        if (*p != '<') {
+            if (depth == 0 && start == NULL)
+                done = (size_t)(p + 1 - pending->data); /* whitespace */
+            p++;
+            continue;
+        }
+        for (q = p + 1; q < end; q++) {
+            if (quote) {
+                if (*q == quote)
+                    quote = 0;
+            } else if (*q == '\'' || *q == '"') {
+                quote = *q;
+            } else if (*q == '>') {
+                break;
+            }
+        }
+        if (q >= end)
+            break; /* an incomplete tag */
+        if (p[1] == '?' || p[1] == '!') {
+            if (depth == 0)
+                done = (size_t)(q + 1 - pending->data);
+        } else if (p[1] == '/') {
+            if (depth == 0) {
+                /* a stray end tag (</stream:stream>) is no element */
+                done = (size_t)(q + 1 - pending->data);
+            } else if (--depth == 0) {
+                rc = emit(arg, start, (size_t)(q + 1 - start));
+                start = NULL;
+                done = (size_t)(q + 1 - pending->data);
+            }
+        } else if (q[-1] == '/') {
+            if (depth == 0) {
+                rc = emit(arg, p, (size_t)(q + 1 - p));
+                done = (size_t)(q + 1 - pending->data);
+            }
+        } else if (depth++ == 0) {
+            start = p;
+        }
+        if (rc != PV_OK)
+            break;
+        p = q + 1;
+    }
+    if (done == pending->len) {
+        pv_buf_free(pending);
+    } else if (done > 0) {
+        memmove(pending->data, pending->data + done, pending->len - done);
+        pending->len -= done;
+    }
+    return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conf_core.h"
+#include "dns.h"
 
 /* "stderr", "syslog", or a log file path resolved like any path. */
 static int
@@ -103,6 +104,98 @@ core_set_contact_info(const pv_directive_t *d, const pv_conf_value_t *v,
     return PV_OK;
 }
 
+/* s2s_override = ( { domain = "b.example"; target = "127.0.0.3:5269"; },
+ * ... ); target may be a list (tried in order). Stored as strings
+ * "domain target [target...]" for src/s2s.c, checked here with
+ * pv_dns_check_target() so that -t reports bad ones. Group keys cannot
+ * be domains in libconfig (no dots in names), hence the list. */
+static int
+core_set_s2s_override(const pv_directive_t *d, const pv_conf_value_t *v,
+                      void *field, char *err, size_t errlen)
+{
+    pv_conf_value_t e, m, t;
+    size_t i, j, k, n;
+    char **out;
+    char sub_err[256];
+
+    (void)d;
+    if (v->is_default) {
+        *(char ***)field = NULL;
+        return PV_OK;
+    }
+    if (v->type != PV_CONF_LIST) {
+        snprintf(err, errlen, "expected a list like ( { domain = "
+                 "\"b.example\"; target = \"127.0.0.3:5269\"; } )");
+        return PV_ERROR;
+    }
+    n = pv_conf_value_count(v);
+    out = pv_arena_calloc(v->arena, (n + 1) * sizeof(*out));
+    for (i = 0; i < n; i++) {
+        const char *domain = NULL;
+        pv_buf_t b = {0};
+        size_t n_targets = 0;
+
+        pv_conf_value_elem(v, i, &e);
+        if (e.type != PV_CONF_GROUP) {
+            snprintf(err, errlen, "entry %zu: expected a group { domain = "
+                     "...; target = ...; }", i + 1);
+            return PV_ERROR;
+        }
+        for (j = 0; j < pv_conf_value_count(&e); j++) {
+            pv_conf_value_elem(&e, j, &m);
+            if (strcmp(m.name, "domain") == 0 && m.type == PV_CONF_STRING) {
+                domain = m.str;
+            } else if (strcmp(m.name, "target") != 0) {
+                snprintf(err, errlen, "entry %zu: unknown key '%s' "
+                         "(expected domain, target)", i + 1, m.name);
+                pv_buf_free(&b);
+                return PV_ERROR;
+            }
+        }
+        if (domain == NULL || *domain == '\0' || strchr(domain, ' ')) {
+            snprintf(err, errlen, "entry %zu: needs domain = \"name\"",
+                     i + 1);
+            pv_buf_free(&b);
+            return PV_ERROR;
+        }
+        pv_buf_puts(&b, domain);
+        for (j = 0; j < pv_conf_value_count(&e); j++) {
+            pv_conf_value_elem(&e, j, &m);
+            if (strcmp(m.name, "target") != 0)
+                continue;
+            for (k = 0; k < (m.type == PV_CONF_LIST
+                             ? pv_conf_value_count(&m) : 1); k++) {
+                if (m.type == PV_CONF_LIST)
+                    pv_conf_value_elem(&m, k, &t);
+                else
+                    t = m;
+                if (t.type != PV_CONF_STRING ||
+                    pv_dns_check_target(t.str, sub_err, sizeof(sub_err))
+                    != PV_OK) {
+                    snprintf(err, errlen, "entry %zu (%s): bad target: %s",
+                             i + 1, domain, t.type == PV_CONF_STRING
+                             ? sub_err : "expected \"host:port\"");
+                    pv_buf_free(&b);
+                    return PV_ERROR;
+                }
+                pv_buf_puts(&b, " ");
+                pv_buf_puts(&b, t.str);
+                n_targets++;
+            }
+        }
+        if (n_targets == 0) {
+            snprintf(err, errlen, "entry %zu (%s): needs target = "
+                     "\"host:port\"", i + 1, domain);
+            pv_buf_free(&b);
+            return PV_ERROR;
+        }
+        out[i] = pv_arena_strdup(v->arena, b.data);
+        pv_buf_free(&b);
+    }
+    *(char ***)field = out;
+    return PV_OK;
+}
+
 static const char *const log_levels[] = {
     "error", "warn", "info", "debug", NULL
 };
@@ -140,6 +233,23 @@ const pv_directive_t pv_core_directives[] = {
     { "max_connections_per_ip", G, pv_conf_count_or_off,
       F(max_connections_per_ip), "100", 1, 0, NULL },
     { "modules_enabled", ANY, NULL, 0, NULL, 0, 0, NULL },
+    { "dns_servers", G, pv_conf_string_list, F(dns_servers), "", 0, 0,
+      NULL },
+    { "s2s_override", G, core_set_s2s_override, F(s2s_override), NULL, 0,
+      0, NULL },
+    { "s2s_ca_file", G, pv_conf_path, F(s2s_ca_file), "", 0, 0, NULL },
+    { "s2s_require_encryption", G, pv_conf_bool,
+      F(s2s_require_encryption), "true", 0, 0, NULL },
+    { "s2s_secure_auth", G, pv_conf_bool, F(s2s_secure_auth), "true", 0,
+      0, NULL },
+    { "s2s_insecure_domains", G, pv_conf_string_list,
+      F(s2s_insecure_domains), "", 0, 0, NULL },
+    { "s2s_queue_max", G, pv_conf_int, F(s2s_queue_max), "1000", 1,
+      1000000, NULL },
+    { "s2s_connect_timeout", G, pv_conf_duration, F(s2s_connect_timeout),
+      "30s", 1000, 0, NULL },
+    { "s2s_idle_timeout", G, pv_conf_duration, F(s2s_idle_timeout), "10m",
+      1000, 0, NULL },
     { "tls_certificate", ANY, pv_conf_path, F(tls_certificate), NULL, 0, 0,
       NULL },
     { "tls_key", ANY, pv_conf_path, F(tls_key), NULL, 0, 0, NULL },
@@ -174,5 +284,16 @@ const pv_directive_t pv_core_directives[] = {
       "14d", 60000, 0, NULL },
     { "contact_info", ANY, core_set_contact_info, F(contact_info), NULL, 0,
       0, NULL },
+    /* http.c, websocket_c2s.c */
+    { "http_max_header_size", G, pv_conf_size, F(http_max_header_size),
+      "16K", 1024, 0, NULL },
+    { "http_max_request_size", G, pv_conf_size, F(http_max_request_size),
+      "1M", 1024, 0, NULL },
+    { "http_request_timeout", G, pv_conf_duration, F(http_request_timeout),
+      "30s", 1000, 0, NULL },
+    { "http_metrics_allow", G, pv_conf_string_list, F(http_metrics_allow),
+      "127.0.0.1 ::1", 0, 0, NULL },
+    { "websocket_max_message", G, pv_conf_size, F(websocket_max_message),
+      "256K", 10000, 0, NULL },
     PV_DIRECTIVES_END
 };

@@ -45,6 +45,17 @@ typedef struct pv_core_conf_s {
     char **log_debug;           /* debug categories, "*" for all */
     long long max_connections;          /* PV_COUNT_OFF = no limit */
     long long max_connections_per_ip;
+    /* server-to-server (global only; src/s2s.c) */
+    char **dns_servers;                 /* "ip[:port]"; NULL: resolv.conf */
+    char **s2s_override;                /* "domain target [target...]" */
+    char *s2s_ca_file;                  /* NULL: the system store */
+    int s2s_require_encryption;
+    int s2s_secure_auth;
+    char **s2s_insecure_domains;        /* prepared domains */
+    long long s2s_queue_max;            /* stanzas per link while it
+                                         * comes up */
+    pv_duration_t s2s_connect_timeout;
+    pv_duration_t s2s_idle_timeout;
     /* global, vhost and component */
     char *tls_certificate;
     char *tls_key;
@@ -63,6 +74,12 @@ typedef struct pv_core_conf_s {
     pv_duration_t auth_failure_window;
     pv_duration_t fast_token_lifetime; /* XEP-0484 tokens */
     pv_contact_info_t contact_info;
+    /* http.c, websocket_c2s.c (global only) */
+    size_t http_max_header_size;
+    size_t http_max_request_size;       /* body; PV_SIZE_OFF = no limit */
+    pv_duration_t http_request_timeout;
+    char **http_metrics_allow;          /* IPs and CIDR blocks */
+    size_t websocket_max_message;
 } pv_core_conf_t;
 
 /* The core directive table (PV_DIRECTIVES_END-terminated). Entries with

@@ -13,6 +13,7 @@
 #include "tls.h"
 
 typedef struct pv_c2s_s pv_c2s_t;
+typedef struct pv_s2s_s pv_s2s_t;
 typedef struct pv_user_s pv_user_t;
 
 /* A configuration generation pinned by the hosts built from it. */
@@ -113,6 +114,15 @@ typedef struct pv_counter_s {
     uint64_t window_start;
 } pv_counter_t;
 
+/* http.c (issue 7): counters for /metrics, bumped where the events
+ * happen (c2s.c, server.c). */
+typedef struct pv_metrics_s {
+    uint64_t stanzas_in[4];       /* by pv_stanza_kind_t */
+    uint64_t stanzas_out[4];
+    uint64_t auth_failures;
+} pv_metrics_t;
+struct pv_http_s;
+
 struct pv_server_s {
     pv_loop_t *loop;
     pv_gen_t *gen;                /* current generation */
@@ -130,6 +140,8 @@ struct pv_server_s {
     size_t n_listeners;
     pv_listener_t *control;
     pv_c2s_t *c2s_list;           /* every client stream */
+    pv_s2s_t *s2s;                /* federation state, created on first
+                                   * use (s2s.c) */
     size_t n_conns;
     pv_map_t conns_per_ip;        /* ip -> pv_counter_t */
     pv_map_t auth_failures;       /* ip -> pv_counter_t */
@@ -139,6 +151,8 @@ struct pv_server_s {
     int shutting_down;
     int shutdown_polls;           /* 50 ms rounds waited for streams */
     int in_process;               /* palaverctl without a daemon */
+    struct pv_http_s *http;       /* http.c: NULL without http listeners */
+    pv_metrics_t metrics;         /* http.c: /metrics counters */
 };
 
 /* server.c */
@@ -248,6 +262,47 @@ int pv_c2s_is_tls(const pv_c2s_t *c);
 pv_c2s_t *pv_c2s_ref(pv_c2s_t *c);
 void pv_c2s_unref(pv_c2s_t *c);
 
+/* s2s.c: server-to-server streams (RFC 6120, XEP-0220, XEP-0178).
+ * Everything hangs off srv->s2s, created on first use. */
+/* Listener callbacks for the s2s (STARTTLS) and s2s_direct_tls kinds;
+ * arg is the pv_server_t. */
+void pv_s2s_accept(void *arg, pv_conn_t *conn);
+void pv_s2s_accept_tls(void *arg, pv_conn_t *conn);
+/* Sends st (borrowed) to its remote domain on the link from its from
+ * domain (which must be a local host; otherwise it is dropped), opening
+ * and authenticating the link when needed. While the link comes up st is
+ * queued (s2s_queue_max); if it cannot come up, st is bounced to its
+ * sender with remote-server-not-found or remote-server-timeout (never
+ * for an error stanza). */
+void pv_s2s_route(pv_server_t *srv, pv_stanza_t *st);
+/* Closes streams idle for s2s_idle_timeout and releases idle parsers;
+ * called from the server's once-a-second sweep. */
+void pv_s2s_sweep(pv_server_t *srv);
+/* Ends every stream with <system-shutdown/> and drops queued stanzas
+ * without bouncing them. Idempotent. */
+void pv_s2s_shutdown(pv_server_t *srv);
+/* After a reload: rebuilds the resolver from the new dns_servers and
+ * s2s_override (lookups in progress start again); the other s2s
+ * directives are read from the running generation on use. */
+void pv_s2s_reload(pv_server_t *srv);
+/* Frees srv->s2s; safe before pv_loop_free() (connections still open
+ * are aborted without calling back into s2s). NULL s2s is a no-op. */
+void pv_s2s_free(pv_server_t *srv);
+/* s2s_dialback.c: XEP-0185 dialback key: lowercase hex of
+ * HMAC-SHA256(key = hex(SHA256(secret)), receiving + ' ' + originating +
+ * ' ' + stream_id) into out (65 bytes with the NUL). XEP-0185's vector:
+ * secret "s3cr3tf0rd14lb4ck", "xmpp.example.com", "example.org",
+ * "D60000229F" gives "37c69b1c...23075643". Pure; any thread. */
+void pv_s2s_dialback_key(const uint8_t *secret, size_t secret_len,
+                         const char *receiving, const char *originating,
+                         const char *stream_id, char out[65]);
+/* For `palaverctl check dns DOMAIN`: resolves domain with the resolver
+ * settings of g (dns_servers, s2s_override) on a private loop, blocking
+ * until done, and appends pv_dns_describe()'s text to out. Returns
+ * PV_OK when there is at least one candidate. */
+int pv_s2s_check_dns(const pv_core_conf_t *g, const char *domain,
+                     pv_buf_t *out);
+
 /* sasl.c */
 typedef struct pv_sasl_s pv_sasl_t;
 /* Appends <mechanisms/> (and the XEP-0440 channel-binding list) for
@@ -300,5 +355,58 @@ void pv_user_store_record(pv_host_t *h, const char *user,
 
 /* control.c */
 int pv_control_listen(pv_server_t *srv, const char *path);
+
+/* ---- http (issue 7): c2s over framed transports, websocket_c2s.c ---- */
+
+/* c2s.c: a client stream over a message transport (RFC 7395 WebSocket)
+ * instead of a pv_conn_t of its own. write gets whole or partial XML
+ * elements exactly as TCP would (the transport frames them); close ends
+ * the transport gracefully. Both borrowed: must outlive the stream. */
+typedef struct pv_c2s_transport_s {
+    int (*write)(void *arg, const char *data, size_t len);
+    void (*close)(void *arg);
+} pv_c2s_transport_t;
+/* New framed stream on conn (borrowed: the transport owns it and its
+ * handler; peer address and TLS facts for channel binding come from it).
+ * secure: the stream counts as encrypted (TLS of ours, or a loopback
+ * peer behind a TLS proxy). Framed streams never offer STARTTLS. */
+pv_c2s_t *pv_c2s_new_framed(pv_server_t *srv, pv_conn_t *conn,
+                            const pv_c2s_transport_t *tr, void *arg,
+                            int secure);
+/* RFC 7395 §3.4 <open/>: (re)starts the stream with these attributes
+ * (any may be NULL). */
+void pv_c2s_framed_open(pv_c2s_t *c, const char *to, const char *from,
+                        const char *version, const char *lang);
+/* One message holding one element (stanza or nonza). */
+void pv_c2s_framed_element(pv_c2s_t *c, const char *data, size_t len);
+/* The transport has closed (its on_close); c is gone after this. */
+void pv_c2s_transport_closed(pv_c2s_t *c, const char *reason);
+/* Open client streams over TCP and over framed transports. */
+void pv_c2s_count(pv_server_t *srv, size_t *tcp, size_t *framed);
+
+/* Output of a framed stream, as c2s.c writes it (our serialiser: quoted
+ * attributes, no comments, CDATA or raw '<' in text), cut into top-level
+ * elements: appends data to pending and calls emit(arg, el, len) for
+ * each complete element; an incomplete tail stays in pending (freed when
+ * empty). XML declarations and stray end tags are dropped. Returns the
+ * first non-PV_OK emit() result (then stops), else PV_OK. */
+int pv_c2s_split(pv_buf_t *pending, const char *data, size_t len,
+                 int (*emit)(void *arg, const char *el, size_t len),
+                 void *arg);
+/* Appends el to out with the declarations a standalone element needs
+ * (RFC 7395 §3.3.3, XEP-0206 §6): xmlns='jabber:client' when it has no
+ * default namespace, xmlns:stream on stream:-prefixed elements. */
+void pv_c2s_qualify(pv_buf_t *out, const char *el, size_t len);
+
+/* bosh.c: XMPP over BOSH (XEP-0124/0206) at /http-bind on h; freed with
+ * pv_bosh_free() after the loop (only memory is left then). */
+typedef struct pv_bosh_s pv_bosh_t;
+pv_bosh_t *pv_bosh_new(struct pv_http_s *h, pv_server_t *srv);
+void pv_bosh_free(pv_bosh_t *b);
+size_t pv_bosh_n_sessions(const pv_bosh_t *b);
+
+/* websocket_c2s.c: registers /xmpp-websocket on h (called by
+ * pv_http_new). */
+void pv_websocket_c2s_register(struct pv_http_s *h);
 
 #endif

@@ -79,6 +79,28 @@ presence_to_bare(pv_server_t *srv, pv_stanza_t *st)
             pv_session_send(s, st);
 }
 
+/* An error reply to st. A stanza from a remote server has no origin
+ * session (s2s.c delivers with from = NULL): its errors are routed back
+ * through the host, which sends them over s2s. */
+static void
+reply_error(pv_host_t *h, pv_session_t *from, const pv_stanza_t *st,
+            pv_err_type_t type, const char *cond)
+{
+    pv_stanza_t *err;
+
+    if (from != NULL) {
+        pv_send_error(from, st, type, cond, NULL);
+        return;
+    }
+    if (st->from == NULL || pv_server_host(h->server, st->from->domain))
+        return;     /* local server-generated stanzas get no bounce */
+    err = pv_stanza_error(st, type, cond, NULL);
+    if (err != NULL) {
+        pv_host_route(h, err);
+        pv_stanza_unref(err);
+    }
+}
+
 /* What no module handled, per RFC 6121 §8.5. */
 static void
 route_default(pv_host_t *h, pv_session_t *from, pv_stanza_t *st,
@@ -100,8 +122,8 @@ route_default(pv_host_t *h, pv_session_t *from, pv_stanza_t *st,
         if (addr == PV_TO_HOST) {
             /* messages to the server itself: nothing to do with them */
             if (!is_error)
-                pv_send_error(from, st, PV_ERR_CANCEL,
-                              "service-unavailable", NULL);
+                reply_error(h, from, st, PV_ERR_CANCEL,
+                            "service-unavailable");
             return;
         }
         /* §8.5.3.2.1: to an unavailable full JID, normal and chat are
@@ -109,8 +131,8 @@ route_default(pv_host_t *h, pv_session_t *from, pv_stanza_t *st,
          * headline is dropped */
         if (addr == PV_TO_FULL) {
             if (type_is(st, "groupchat")) {
-                pv_send_error(from, st, PV_ERR_CANCEL,
-                              "service-unavailable", NULL);
+                reply_error(h, from, st, PV_ERR_CANCEL,
+                            "service-unavailable");
                 return;
             }
             if (type_is(st, "headline") || is_error)
@@ -121,8 +143,7 @@ route_default(pv_host_t *h, pv_session_t *from, pv_stanza_t *st,
         /* no available resource and no offline storage took it */
         if (!is_error && !type_is(st, "headline") &&
             !type_is(st, "groupchat"))
-            pv_send_error(from, st, PV_ERR_CANCEL, "service-unavailable",
-                          NULL);
+            reply_error(h, from, st, PV_ERR_CANCEL, "service-unavailable");
         return;
     case PV_STANZA_PRESENCE:
         if (addr == PV_TO_BARE)
@@ -132,8 +153,7 @@ route_default(pv_host_t *h, pv_session_t *from, pv_stanza_t *st,
         return;
     case PV_STANZA_IQ:
         if (type_is(st, "get") || type_is(st, "set"))
-            pv_send_error(from, st, PV_ERR_CANCEL, "service-unavailable",
-                          NULL);
+            reply_error(h, from, st, PV_ERR_CANCEL, "service-unavailable");
         /* results and errors nobody waits for are dropped */
         return;
     default:
@@ -165,12 +185,12 @@ pv_route_local(pv_host_t *h, pv_session_t *from, pv_stanza_t *st)
         ev.payload = pv_node_first_element(st->root);
     if (ev.kind == PV_EV_NONE) {
         if (st->kind == PV_STANZA_IQ)
-            pv_send_error(from, st, PV_ERR_MODIFY, "bad-request", NULL);
+            reply_error(h, from, st, PV_ERR_MODIFY, "bad-request");
         return;
     }
     /* IQ get/set must carry exactly one payload (RFC 6120 §8.2.3) */
     if ((ev.kind == PV_IQ_GET || ev.kind == PV_IQ_SET) && ev.payload == NULL) {
-        pv_send_error(from, st, PV_ERR_MODIFY, "bad-request", NULL);
+        reply_error(h, from, st, PV_ERR_MODIFY, "bad-request");
         return;
     }
     /* unknown local user: service-unavailable for everything that would
@@ -211,8 +231,8 @@ route(pv_server_t *srv, pv_session_t *from, pv_stanza_t *st)
         pv_route_local(h, from, st);
         return;
     }
-    /* federation is not part of the core yet: RFC 6120 §8.3.3.15 */
-    pv_send_error(from, st, PV_ERR_CANCEL, "remote-server-not-found", NULL);
+    /* a remote domain: federation (s2s.c queues, sends or bounces) */
+    pv_s2s_route(srv, st);
 }
 
 void

@@ -19,6 +19,7 @@
 #include <openssl/rand.h>
 
 #include "fast.h"
+#include "http.h"
 #include "logsink.h"
 #include "palaver.h"
 
@@ -334,6 +335,7 @@ pv_server_auth_failed(pv_server_t *srv, const char *ip)
     uint64_t now = pv_loop_now_ms(srv->loop);
     pv_counter_t *c;
 
+    srv->metrics.auth_failures++;   /* http.c /metrics */
     if (g->auth_failure_limit == PV_COUNT_OFF)
         return;
     c = counter_get(&srv->auth_failures, ip);
@@ -439,6 +441,19 @@ pv_server_listen(pv_server_t *srv)
             break;
         case PV_LISTEN_C2S_DIRECT_TLS:
             accept_cb = pv_c2s_accept_tls;
+            break;
+        case PV_LISTEN_S2S:             /* s2s.c */
+            accept_cb = pv_s2s_accept;
+            break;
+        case PV_LISTEN_S2S_DIRECT_TLS:
+            accept_cb = pv_s2s_accept_tls;
+            break;
+        case PV_LISTEN_HTTP:            /* http.c */
+        case PV_LISTEN_HTTPS:
+            if (srv->http == NULL)
+                srv->http = pv_http_new(srv);
+            accept_cb = lc->kind == PV_LISTEN_HTTP ? pv_http_accept
+                                                   : pv_http_accept_tls;
             break;
         default:
             pv_log(PV_LOG_WARN, "server", "%s:%d: listener kind %s is not "
@@ -625,6 +640,7 @@ pv_server_reload(pv_server_t *srv)
                "configuration");
         return;
     }
+    pv_s2s_reload(srv);
     pv_log(PV_LOG_INFO, "server", "configuration reloaded");
 }
 
@@ -663,6 +679,8 @@ pv_server_shutdown(pv_server_t *srv)
         srv->control = NULL;
     }
     pv_c2s_shutdown_all(srv);
+    pv_s2s_shutdown(srv);
+    pv_http_shutdown(srv->http);
     shutdown_poll(srv);
 }
 
@@ -676,6 +694,7 @@ sweep(void *arg)
     pv_server_t *srv = arg;
 
     pv_c2s_sweep(srv, SWEEP_EVERY_MS);
+    pv_s2s_sweep(srv);
 }
 
 static void
@@ -784,6 +803,8 @@ pv_server_free(pv_server_t *srv)
     free(srv->listeners);
     if (srv->control != NULL)
         pv_listener_close(srv->control);
+    /* before the hosts: s2s streams route nothing once freed */
+    pv_s2s_free(srv);
     for (i = 0; i < srv->n_hosts; i++)
         pv_host_unref(srv->host_list[i]);
     free(srv->host_list);
@@ -802,6 +823,7 @@ pv_server_free(pv_server_t *srv)
     pv_gen_unref(srv->boot_gen);
     pv_module_unload_all(srv);
     pv_loop_free(srv->loop);
+    pv_http_free(srv->http);    /* after its connections have closed */
     free(srv->config_path);
     free(srv);
 }

@@ -42,7 +42,9 @@ usage(FILE *out)
             "  passwd JID            change a password (password on stdin)\n"
             "  deluser JID           delete an account and all its data\n"
             "  users DOMAIN          list the accounts of a domain\n"
-            "  check config          check the configuration file\n");
+            "  check config          check the configuration file\n"
+            "  check dns DOMAIN      show the SRV and address records of a\n"
+            "                        remote domain and where s2s would connect\n");
 }
 
 /* One line from stdin without its newline; prompted without echo when
@@ -265,6 +267,22 @@ main(int argc, char **argv)
     cmd = argv[optind];
     srv = pv_server_new(path, 1);
     cfg = pv_server_load_config(srv, path, 1);
+    if (strcmp(cmd, "check") == 0 && optind + 2 < argc &&
+        strcmp(argv[optind + 1], "dns") == 0) {
+        pv_buf_t out = {0};
+
+        /* the resolver settings (dns_servers, s2s_override) of the file */
+        rc = 1;
+        if (cfg != NULL) {
+            rc = pv_s2s_check_dns(&cfg->global, argv[optind + 2], &out) ==
+                         PV_OK ? 0 : 1;
+            fwrite(out.data, 1, out.len, stdout);
+        }
+        pv_buf_free(&out);
+        pv_config_free(cfg);
+        pv_server_free(srv);
+        return rc;
+    }
     if (strcmp(cmd, "check") == 0) {
         if (optind + 1 >= argc || strcmp(argv[optind + 1], "config") != 0) {
             usage(stderr);

@@ -51,6 +51,24 @@ def offline_adduser_and_users():
 
 
 @suite.test
+def check_dns():
+    # the resolver of s2s with the file's settings: an override answers
+    # without DNS, a special-use name is refused without asking anyone
+    srv = suite.server(name='ctl-dns', s2s_override=[
+        {'domain': 'peer.example', 'target': ['127.0.0.3:5269',
+                                              'tls://127.0.0.3:5270']}])
+    r = srv.ctl('check', 'dns', 'peer.example', check=False)
+    check_eq(r.returncode, 0, 'check dns peer.example: %s%s' %
+             (r.stdout, r.stderr))
+    check('127.0.0.3 port 5269 starttls' in r.stdout and
+          '127.0.0.3 port 5270 direct-tls' in r.stdout,
+          'override candidates missing: %s' % r.stdout)
+    r = srv.ctl('check', 'dns', 'nothing.invalid', check=False)
+    check(r.returncode != 0 and 'bad-name' in r.stdout,
+          'nothing.invalid resolved: %d %s' % (r.returncode, r.stdout))
+
+
+@suite.test
 def online_passwd():
     srv = state.get('srv') or pvtest.skip('needs offline_adduser_and_users')
     srv.ctl('passwd', 'alice@' + srv.domain, input='n3w-pw\n')

@@ -377,12 +377,18 @@ def test_timeout_bounces_queue():
     try:
         g = PalaverPeer(suite, 'g.example', '127.0.0.10', CA_DIR,
                         {'silent.example': '127.0.0.8'}, {'gus': PW},
-                        s2s_connect_timeout='2s')
+                        s2s_connect_timeout='2s', s2s_queue_max=3)
         g.start()
         gus = g.login('gus', PW, resource='t')
-        for i in range(3):
+        for i in range(5):
             gus.send("<message type='chat' id='t%d' to='x@silent.example'>"
                      "<body>%d</body></message>" % (i, i))
+        # s2s_queue_max: what does not fit is refused at once
+        for i in (3, 4):
+            e = gus.recv_until(lambda e, i=i: e.get('id') == 't%d' % i,
+                               timeout=1.5, what='queue-full bounce %d' % i)
+            check_eq(pvtest.stanza_error(e)[1], 'resource-constraint',
+                     'condition past s2s_queue_max')
         for i in range(3):
             e = gus.recv_until(lambda e, i=i: e.get('id') == 't%d' % i,
                                timeout=30 * pvtest.time_factor(),

@@ -466,12 +466,17 @@ s2s_bounce(pv_s2s_t *s2s, pv_stanza_t *st, const char *cond)
 {
     pv_stanza_t *err;
     pv_host_t *h;
+    pv_err_type_t type;
 
     if (s2s->shutting_down || st->from == NULL)
         return;
     h = pv_server_host(s2s->srv, st->from->domain);
-    /* never answer errors: no loops (RFC 6120 §8.3.1) */
-    err = h ? pv_stanza_error(st, PV_ERR_CANCEL, cond, NULL) : NULL;
+    /* never answer errors: no loops (RFC 6120 §8.3.1); a full queue and
+     * a slow peer may clear up, the rest will not (§8.3.3) */
+    type = strcmp(cond, "resource-constraint") == 0 ||
+                   strcmp(cond, "remote-server-timeout") == 0
+               ? PV_ERR_WAIT : PV_ERR_CANCEL;
+    err = h ? pv_stanza_error(st, type, cond, NULL) : NULL;
     if (err == NULL)
         return;
     pv_host_route(h, err);
@@ -701,6 +706,12 @@ pv_s2s_route(pv_server_t *srv, pv_stanza_t *st)
         return;
     }
     if ((long long)s->n_queue >= pv_s2s_conf(s2s)->s2s_queue_max) {
+        if (!s->is_queue_full_logged)
+            pv_log(PV_LOG_WARN, "s2s", "s2sout#%lu %s->%s: queue full "
+                   "(s2s_queue_max %lld), refusing stanzas", s->id,
+                   s->local, s->remote,
+                   (long long)pv_s2s_conf(s2s)->s2s_queue_max);
+        s->is_queue_full_logged = 1;
         s2s_bounce(s2s, st, "resource-constraint");
         return;
     }

@@ -66,6 +66,7 @@ struct pv_s2s_stream_s {
     size_t cand;
     pv_stanza_t **queue;
     size_t n_queue;
+    int is_queue_full_logged;   /* one log line per link, not per stanza */
     pv_s2s_verify_t *verifies;
     const char *fail_cond;   /* bounce condition when it fails */
     /* in */

@@ -8,8 +8,6 @@
 import glob
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -55,41 +53,11 @@ def is_msg(el, body=None):
 
 
 def queued(srv, user):
-    """Rows of user in the offline.queue store (committed data), counted
-    with mdb_dump from lmdb-utils."""
-    if not shutil.which('mdb_dump'):
-        pvtest.skip('mdb_dump (lmdb-utils) not installed')
-    r = subprocess.run(['mdb_dump', '-p', '-s', 'offline.queue',
-                        srv.data_dir], capture_output=True, text=True)
-    if r.returncode != 0:
-        if 'MDB_NOTFOUND' in r.stderr:
-            return 0
-        pvtest.fail('mdb_dump failed: %s' % r.stderr)
-    # data lines are indented; keys and values alternate
-    lines = [ln[1:] for ln in r.stdout.splitlines() if ln.startswith(' ')]
-    keys = lines[0::2]
-    # the key starts with the length-prefixed host then user (CONTRACTS §4)
-    want = (len(srv.domain).to_bytes(2, 'big') + srv.domain.encode() +
-            len(user).to_bytes(2, 'big') + user.encode())
-    return sum(1 for k in keys if unprintable(k).startswith(want))
-
-
-def unprintable(s):
-    """Bytes of an mdb_dump -p line: \\xx is a hex byte, \\\\ a backslash."""
-    out = bytearray()
-    i = 0
-    while i < len(s):
-        if s[i] == '\\':
-            if s[i + 1] == '\\':
-                out.append(0x5c)
-                i += 2
-            else:
-                out.append(int(s[i + 1:i + 3], 16))
-                i += 3
-        else:
-            out += s[i].encode()
-            i += 1
-    return bytes(out)
+    """Rows of user in the offline.queue store (committed data), read with
+    mdb_dump in hex: keys start with the length-prefixed host and user
+    (CONTRACTS.md §4)."""
+    return sum(1 for k in pvtest.store_keys(srv, 'offline.queue')
+               if k[:2] == (srv.domain, user))
 
 
 def wait_queued(srv, user, n, timeout=5):

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -17,7 +17,7 @@ sys.path.insert(0, HERE)
 import pvtest  # noqa: E402
 from pvtest import check, check_eq  # noqa: E402
 import sasl2_client  # noqa: E402
-from sasl2_client import NS_BIND2, NS_SASL2  # noqa: E402
+from sasl2_client import NS_SASL2  # noqa: E402
 
 suite = pvtest.Suite('sasl2')
 USERS = {'romeo': 'r0meo-secret', 'juliet': 'jul1et-secret',

@@ -310,30 +310,13 @@ push_one(void *arg, pv_session_t *s)
     pv_stanza_unref(st);
 }
 
-static void
-roster_state_cb(void *arg, const pv_roster_item_t *item)
-{
-    *(unsigned *)arg = item->state;
-}
-
 /* Whether contact (a bare JID) may receive the user's presence (RFC 6121
  * subscription 'from' or 'both'), asked of the roster module through its
  * event; no roster module means no subscriptions. */
 static int
 contact_gets_presence(pv_host_t *h, const char *user, const char *contact)
 {
-    unsigned state = 0;
-    pv_roster_get_t get = { contact, roster_state_cb, &state, 0 };
-    pv_event_t ev;
-
-    memset(&ev, 0, sizeof(ev));
-    ev.kind = PV_EV_ROSTER_GET;
-    ev.host = h;
-    ev.user = user;
-    ev.data = &get;
-    if (pv_event_fire(&ev) != PV_HANDLED || get.n_found == 0)
-        return 0;
-    return (state & PV_SUB_FROM) != 0;
+    return (pv_roster_state(h, user, contact) & PV_SUB_FROM) != 0;
 }
 
 typedef struct {

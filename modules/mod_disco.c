@@ -83,12 +83,6 @@ add_contact_form(pv_host_t *h, pv_stanza_t *st, pv_node_t *query)
     }
 }
 
-static void
-remember_state(void *arg, const pv_roster_item_t *item)
-{
-    *(unsigned *)arg = item->state;
-}
-
 static pv_rc_t
 disco_info(pv_event_t *ev)
 {
@@ -133,26 +127,13 @@ disco_info(pv_event_t *ev)
 static int
 may_see_account(pv_event_t *ev)
 {
-    pv_roster_get_t get;
-    pv_event_t rev;
-    unsigned state = 0;
-
     if (ev->from != NULL && ev->from->node != NULL &&
         strcmp(ev->from->bare, ev->to->bare) == 0)
         return 1;
     if (ev->from == NULL)
         return 0;
-    memset(&get, 0, sizeof(get));
-    get.contact = ev->from->bare;
-    get.cb = remember_state;
-    get.arg = &state;
-    memset(&rev, 0, sizeof(rev));
-    rev.kind = PV_EV_ROSTER_GET;
-    rev.host = ev->host;
-    rev.user = ev->to->node;
-    rev.data = &get;
-    pv_event_fire(&rev);
-    return (state & PV_SUB_FROM) != 0;
+    return (pv_roster_state(ev->host, ev->to->node, ev->from->bare) &
+            PV_SUB_FROM) != 0;
 }
 
 static pv_rc_t

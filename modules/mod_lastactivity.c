@@ -448,12 +448,6 @@ la_host_query(pv_event_t *ev)
     return PV_HANDLED;
 }
 
-static void
-roster_state_cb(void *arg, const pv_roster_item_t *item)
-{
-    *(unsigned *)arg = item->state;
-}
-
 /* XEP-0012 §3 and §8: the owner, or someone allowed to see the owner's
  * presence (RFC 6121 subscription 'from' or 'both'), asked of mod_roster
  * through its event; without a roster module only the owner. Blocked
@@ -461,26 +455,12 @@ roster_state_cb(void *arg, const pv_roster_item_t *item)
 static int
 may_see(pv_event_t *ev)
 {
-    unsigned state = 0;
-    pv_roster_get_t get;
-    pv_event_t rev;
-
     if (ev->from == NULL || ev->from->node == NULL)
         return 0;
     if (strcmp(ev->from->bare, ev->to->bare) == 0)
         return 1;
-    memset(&get, 0, sizeof(get));
-    get.contact = ev->from->bare;
-    get.cb = roster_state_cb;
-    get.arg = &state;
-    memset(&rev, 0, sizeof(rev));
-    rev.kind = PV_EV_ROSTER_GET;
-    rev.host = ev->host;
-    rev.user = ev->to->node;
-    rev.data = &get;
-    if (pv_event_fire(&rev) != PV_HANDLED || get.n_found == 0)
-        return 0;
-    return (state & PV_SUB_FROM) != 0;
+    return (pv_roster_state(ev->host, ev->to->node, ev->from->bare) &
+            PV_SUB_FROM) != 0;
 }
 
 static pv_rc_t

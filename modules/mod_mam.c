@@ -366,20 +366,9 @@ prefs_allow(mam_host_t *mh, const char *user, const char *contact)
         allow = 0;
     else {
         /* 'roster': ask mod_roster; no roster module = empty roster */
-        pv_roster_get_t get;
-        pv_event_t ev;
         int listed = 0;
 
-        memset(&get, 0, sizeof(get));
-        get.contact = contact;
-        get.cb = roster_found;
-        get.arg = &listed;
-        memset(&ev, 0, sizeof(ev));
-        ev.kind = PV_EV_ROSTER_GET;
-        ev.host = mh->h;
-        ev.user = user;
-        ev.data = &get;
-        pv_event_fire(&ev);
+        pv_roster_get(mh->h, user, contact, roster_found, &listed);
         allow = listed;
     }
     prefs_free(&p);

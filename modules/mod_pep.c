@@ -1230,17 +1230,9 @@ static void
 contacts_get(pv_host_t *h, const char *user, const char *contact,
              contacts_t *out)
 {
-    pv_roster_get_t q = { contact, collect_contact, out, 0 };
-    pv_event_t ev;
-
     out->v = NULL;
     out->n = 0;
-    memset(&ev, 0, sizeof(ev));
-    ev.kind = PV_EV_ROSTER_GET;
-    ev.host = h;
-    ev.user = user;
-    ev.data = &q;
-    pv_event_fire(&ev);
+    pv_roster_get(h, user, contact, collect_contact, out);
 }
 
 static void

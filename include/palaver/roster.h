@@ -7,7 +7,10 @@
 #ifndef PALAVER_ROSTER_H
 #define PALAVER_ROSTER_H
 
+#include <string.h>
+
 #include <palaver/defs.h>
+#include <palaver/event.h>
 
 #define PV_NS_ROSTER "jabber:iq:roster"
 
@@ -74,5 +77,41 @@ typedef struct pv_roster_change_s {
     int is_removed;
     int by_client;
 } pv_roster_change_t;
+
+/* Fires PV_EV_ROSTER_GET for user's roster on h: cb gets contact's item
+ * (contact a prepared bare JID) or every item (contact NULL). Returns the
+ * number of items cb got; 0 also when no roster module answers. */
+static inline size_t
+pv_roster_get(pv_host_t *h, const char *user, const char *contact,
+              void (*cb)(void *arg, const pv_roster_item_t *item), void *arg)
+{
+    pv_roster_get_t q = { contact, cb, arg, 0 };
+    pv_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PV_EV_ROSTER_GET;
+    ev.host = h;
+    ev.user = user;
+    ev.data = &q;
+    return pv_event_fire(&ev) == PV_HANDLED ? q.n_found : 0;
+}
+
+static inline void
+pv_roster_state_cb_(void *arg, const pv_roster_item_t *item)
+{
+    *(unsigned *)arg = item->state;
+}
+
+/* The PV_SUB_* state of contact in user's roster on h; 0 when it has no
+ * item or there is no roster module. */
+static inline unsigned
+pv_roster_state(pv_host_t *h, const char *user, const char *contact)
+{
+    unsigned state = 0;
+
+    if (pv_roster_get(h, user, contact, pv_roster_state_cb_, &state) == 0)
+        return 0;
+    return state;
+}
 
 #endif

@@ -424,7 +424,7 @@ parse_items(pv_event_t *ev, blk_list_t *items)
         pv_jid_t j;
 
         if (s == NULL || pv_jid_parse(s, strlen(s), &j, NULL) != PV_OK) {
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY,
+            pv_event_error(ev, PV_ERR_MODIFY,
                           "jid-malformed", NULL);
             list_clear(items);
             return PV_ERROR;
@@ -432,7 +432,7 @@ parse_items(pv_event_t *ev, blk_list_t *items)
         /* the JID is a store key: host, user and it must fit one */
         if (fixed + strlen(j.full) > PV_KEY_MAX) {
             pv_jid_clear(&j);
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY,
+            pv_event_error(ev, PV_ERR_MODIFY,
                           "not-acceptable", "address too long");
             list_clear(items);
             return PV_ERROR;
@@ -465,12 +465,12 @@ blk_get(pv_event_t *ev)
     if (!is_own_request(ev) || bh == NULL)
         return PV_PASS;
     if (strcmp(ev->payload->name, "blocklist") != 0) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY, "bad-request",
+        pv_event_error(ev, PV_ERR_MODIFY, "bad-request",
                       NULL);
         return PV_HANDLED;
     }
     if (bh->store == NULL || list_load(bh, ev->to->node, &l) != PV_OK) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }
@@ -484,7 +484,7 @@ blk_get(pv_event_t *ev)
     bs = pv_session_data(ev->origin, ev->module);
     if (bs != NULL)
         bs->has_requested = 1;
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 
@@ -546,13 +546,13 @@ blk_block(pv_event_t *ev)
         return PV_HANDLED;
     if (items.n == 0) {
         /* XEP-0191 §3.3: a block without an item is a bad request */
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY, "bad-request",
+        pv_event_error(ev, PV_ERR_MODIFY, "bad-request",
                       NULL);
         return PV_HANDLED;
     }
     if (bh->store == NULL || list_load(bh, user, &cur) != PV_OK) {
         list_clear(&items);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }
@@ -569,7 +569,7 @@ blk_block(pv_event_t *ev)
 
         snprintf(text, sizeof(text), "blocklist is full (%lld items)",
                  conf->max_items);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+        pv_event_error(ev, PV_ERR_CANCEL,
                       "policy-violation", text);
         list_clear(&items);
         list_clear(&cur);
@@ -649,7 +649,7 @@ blk_unblock(pv_event_t *ev)
         return PV_HANDLED;
     if (bh->store == NULL || list_load(bh, user, &cur) != PV_OK) {
         list_clear(&items);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }
@@ -756,7 +756,7 @@ blk_outbound(pv_event_t *ev)
         e = err->root->last_child;    /* the <error/> just appended */
         pv_node_new(err->arena, "blocked", NS_BLOCKING_ERRORS, e);
         pv_stanza_touch(err);
-        pv_send(ev->origin, err);
+        pv_event_reply(ev, err);
     }
     return PV_HANDLED;
 }

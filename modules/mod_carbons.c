@@ -93,7 +93,7 @@ carbons_refuse(pv_event_t *ev, pv_err_type_t type, const char *cond)
     pv_stanza_t *e;
 
     if (ev->origin != NULL) {
-        pv_send_error(ev->origin, ev->stanza, type, cond, NULL);
+        pv_event_error(ev, type, cond, NULL);
         return;
     }
     /* not from a local client: answer by address */
@@ -130,7 +130,7 @@ carbons_iq(pv_event_t *ev)
         carbons_refuse(ev, PV_ERR_CANCEL, "feature-not-implemented");
         return PV_HANDLED;
     }
-    pv_send_result(ev->origin, ev->stanza, NULL);
+    pv_event_result(ev, NULL);
     return PV_HANDLED;
 }
 

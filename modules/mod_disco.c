@@ -96,7 +96,7 @@ disco_info(pv_event_t *ev)
         size_t cl = strlen(CAPS_NODE);
         if (strncmp(node, CAPS_NODE "#", cl + 1) != 0 ||
             strcmp(node + cl + 1, pv_host_caps_ver(ev->host)) != 0) {
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+            pv_event_error(ev, PV_ERR_CANCEL,
                           "item-not-found", NULL);
             return PV_HANDLED;
         }
@@ -117,7 +117,7 @@ disco_info(pv_event_t *ev)
         ext.data = b.query;
         pv_event_fire(&ext);
     }
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 
@@ -148,7 +148,7 @@ account_info(pv_event_t *ev)
         !pv_user_exists(ev->host, ev->to->node))
         return PV_PASS;
     if (!may_see_account(ev)) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+        pv_event_error(ev, PV_ERR_CANCEL,
                       "service-unavailable", NULL);
         return PV_HANDLED;
     }
@@ -164,7 +164,7 @@ account_info(pv_event_t *ev)
     ext.user = ev->to->node;
     ext.data = b.query;
     pv_event_fire(&ext);
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 
@@ -189,7 +189,7 @@ disco_items(pv_event_t *ev)
     else
         pv_host_each_component(ev->host, add_component_item,
                                &(disco_build_t){ st, q });
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 

@@ -433,7 +433,7 @@ send_seconds(pv_event_t *ev, uint64_t seconds, const char *text)
     pv_node_set_attr(st->arena, q, "seconds", buf);
     if (text != NULL && text[0] != '\0')
         pv_node_add_text(st->arena, q, text, strlen(text));
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
 }
 
 /* XEP-0012 §5: a server's answer is its uptime, without text. */
@@ -478,7 +478,7 @@ la_user_query(pv_event_t *ev)
         return PV_PASS;
     if (!may_see(ev)) {
         /* XEP-0012 §3: MUST return forbidden (auth, XEP-0086) */
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_AUTH, "forbidden",
+        pv_event_error(ev, PV_ERR_AUTH, "forbidden",
                       NULL);
         return PV_HANDLED;
     }
@@ -494,12 +494,12 @@ la_user_query(pv_event_t *ev)
         /* never logged out since it was created (or since this module
          * was enabled): there is no last activity to tell, and a count
          * since the account's creation would be an invented logout */
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+        pv_event_error(ev, PV_ERR_CANCEL,
                       "item-not-found", NULL);
         return PV_HANDLED;
     }
     if (rc != PV_OK) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }

@@ -772,12 +772,12 @@ mam_check(pv_event_t *ev, mam_host_t **mhp)
     mam_host_t *mh = pv_module_host_data(ev->module, ev->host);
 
     if (!is_own_archive(ev)) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL, "forbidden",
+        pv_event_error(ev, PV_ERR_CANCEL, "forbidden",
                       NULL);
         return PV_HANDLED;
     }
     if (mh == NULL || mh->archive == NULL) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", "no archive storage");
         return PV_HANDLED;
     }
@@ -1242,7 +1242,7 @@ mam_query_get(pv_event_t *ev)
     add_form_field(a, x, "before-id", "text-single", NULL);
     add_form_field(a, x, "after-id", "text-single", NULL);
     add_form_field(a, x, "ids", "text-multi", NULL);
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 
@@ -1369,7 +1369,7 @@ mam_prefs_set(pv_event_t *ev)
         if (strcmp(def, mam_policy_names[i]) == 0)
             policy = i;
     if (policy < 0) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY, "bad-request",
+        pv_event_error(ev, PV_ERR_MODIFY, "bad-request",
                       "default must be always, never or roster");
         return PV_HANDLED;
     }
@@ -1380,13 +1380,13 @@ mam_prefs_set(pv_event_t *ev)
         prefs_encode_list(ev->stanza, ev->payload, "never", '-', &b) !=
             PV_OK) {
         pv_buf_free(&b);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY,
+        pv_event_error(ev, PV_ERR_MODIFY,
                       "jid-malformed", NULL);
         return PV_HANDLED;
     }
     if (mh->prefs == NULL) {
         pv_buf_free(&b);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }
@@ -1400,7 +1400,7 @@ mam_prefs_set(pv_event_t *ev)
     if (pv_store_put(mh->prefs, pv_host_name(ev->host), r->user, NULL,
                      b.data, b.len, req_committed, r) != PV_OK) {
         req_free(r);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
     }
     pv_buf_free(&b);

@@ -520,7 +520,7 @@ offline_refuse(pv_event_t *ev, pv_err_type_t type, const char *cond,
     if (err == NULL)
         return;
     if (ev->origin != NULL)
-        pv_send(ev->origin, err);
+        pv_event_reply(ev, err);
     else {
         pv_host_route(ev->host, err);
         pv_stanza_unref(err);

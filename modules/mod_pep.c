@@ -1303,7 +1303,7 @@ static void
 reply(pv_event_t *ev, pv_stanza_t *st)
 {
     if (ev->origin != NULL) {
-        pv_send(ev->origin, st);
+        pv_event_reply(ev, st);
     } else {
         pv_host_route(ev->host, st);
         pv_stanza_unref(st);
@@ -2209,7 +2209,7 @@ do_configure(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
         return pep_error(ev, PV_ERR_MODIFY, "bad-request", NULL, NULL);
     if (pv_node_attr(x, "type") && strcmp(pv_node_attr(x, "type"),
                                           "cancel") == 0) {
-        pv_send_result(ev->origin, ev->stanza, NULL);
+        pv_event_result(ev, NULL);
         return PV_HANDLED;
     }
     if (form_of(c) == NULL)

@@ -27,7 +27,7 @@ typedef struct {
 static pv_rc_t
 ping_reply(pv_event_t *ev)
 {
-    pv_send_result(ev->origin, ev->stanza, NULL);
+    pv_event_result(ev, NULL);
     return PV_HANDLED;
 }
 

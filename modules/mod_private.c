@@ -126,12 +126,12 @@ private_get(pv_event_t *ev, private_host_t *ph)
         }
         if (rc == PV_ERROR) {
             pv_stanza_unref(st);
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+            pv_event_error(ev, PV_ERR_WAIT,
                           "internal-server-error", NULL);
             return PV_HANDLED;
         }
     }
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 
@@ -207,7 +207,7 @@ private_set(pv_event_t *ev, private_host_t *ph)
 
         if (pv_store_map_each(ph->store, host, ev->to->node,
                               private_add_usage, &u) != PV_OK) {
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+            pv_event_error(ev, PV_ERR_WAIT,
                           "internal-server-error", NULL);
             return PV_HANDLED;
         }
@@ -224,7 +224,7 @@ private_set(pv_event_t *ev, private_host_t *ph)
              * (RFC 6120 §8.3.3.10, XEP-0060 §7.1.3.4) */
             snprintf(text, sizeof(text), "private storage is limited to "
                      "%zu bytes per account", conf->max_size);
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY,
+            pv_event_error(ev, PV_ERR_MODIFY,
                           "not-acceptable", text);
             return PV_HANDLED;
         }
@@ -272,13 +272,13 @@ private_query(pv_event_t *ev)
         return PV_PASS;
     /* XEP-0049 §2.3: another user's data is forbidden */
     if (ev->from == NULL || strcmp(ev->from->bare, ev->to->bare) != 0) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_AUTH, "forbidden",
+        pv_event_error(ev, PV_ERR_AUTH, "forbidden",
                       NULL);
         return PV_HANDLED;
     }
     cond = private_check(ev, ev->stanza->arena, &text);
     if (cond != NULL) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY, cond, text);
+        pv_event_error(ev, PV_ERR_MODIFY, cond, text);
         return PV_HANDLED;
     }
     if (ev->kind == PV_IQ_GET)

@@ -812,7 +812,7 @@ roster_iq_get(pv_event_t *ev)
     char ver[64];
 
     if (!is_own_roster(ev)) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_AUTH, "forbidden",
+        pv_event_error(ev, PV_ERR_AUTH, "forbidden",
                       NULL);
         return PV_HANDLED;
     }
@@ -834,7 +834,7 @@ roster_iq_get(pv_event_t *ev)
                 (r->items[i]->is_listed || r->items[i]->is_removed))
                 changed[n++] = r->items[i];
         qsort(changed, n, sizeof(*changed), cmp_ver);
-        pv_send(ev->origin, st);
+        pv_event_reply(ev, st);
         for (i = 0; i < n; i++) {
             pv_stanza_t *p = push_build(rh, r, changed[i],
                                         pv_session_jid(ev->origin)->full);
@@ -853,7 +853,7 @@ roster_iq_get(pv_event_t *ev)
     for (i = 0; i < r->n; i++)
         if (r->items[i]->is_listed && !r->items[i]->is_removed)
             item_node(st->arena, q, r->items[i]);
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     roster_release(rh, r);
     return PV_HANDLED;
 }
@@ -950,16 +950,16 @@ roster_iq_set(pv_event_t *ev)
     unsigned old;
 
     if (!is_own_roster(ev)) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_AUTH, "forbidden",
+        pv_event_error(ev, PV_ERR_AUTH, "forbidden",
                       NULL);
         return PV_HANDLED;
     }
     cond = check_set(conf, ev, &item, &jid, &text);
     if (cond != NULL) {
-        pv_send_error(ev->origin, ev->stanza,
-                      strcmp(cond, "not-acceptable") == 0 ? PV_ERR_CANCEL
-                                                          : PV_ERR_MODIFY,
-                      cond, text);
+        pv_event_error(ev,
+                       strcmp(cond, "not-acceptable") == 0 ? PV_ERR_CANCEL
+                                                           : PV_ERR_MODIFY,
+                       cond, text);
         return PV_HANDLED;
     }
     r = roster_acquire(rh, ev->to->node);
@@ -968,7 +968,7 @@ roster_iq_set(pv_event_t *ev)
     sub = pv_node_attr(item, "subscription");
     if (sub != NULL && strcmp(sub, "remove") == 0) {
         if (it == NULL || !it->is_listed || it->is_removed) {
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+            pv_event_error(ev, PV_ERR_CANCEL,
                           "item-not-found", NULL);
             roster_release(rh, r);
             return PV_HANDLED;
@@ -987,7 +987,7 @@ roster_iq_set(pv_event_t *ev)
             char msg[80];
             snprintf(msg, sizeof(msg), "the roster is limited to %lld "
                      "items", conf->max_items);
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_CANCEL,
+            pv_event_error(ev, PV_ERR_CANCEL,
                           "not-acceptable", msg);
             roster_release(rh, r);
             return PV_HANDLED;

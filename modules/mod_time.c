@@ -33,7 +33,7 @@ time_reply(pv_event_t *ev)
     pv_node_add_text(st->arena, n, tzo, strlen(tzo));
     n = pv_node_new(st->arena, "utc", NULL, t);
     pv_node_add_text(st->arena, n, utc, strlen(utc));
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 

@@ -61,7 +61,7 @@ vcard_get(pv_event_t *ev)
     rc = pv_store_get(vh->store, pv_host_name(ev->host), user, NULL, &val,
                       &len);
     if (rc == PV_ERROR) {
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }
@@ -76,13 +76,13 @@ vcard_get(pv_event_t *ev)
                    "mod_vcard: damaged vCard row of %s", ev->to->bare);
             free(val);
             pv_stanza_unref(st);
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+            pv_event_error(ev, PV_ERR_WAIT,
                           "internal-server-error", NULL);
             return PV_HANDLED;
         }
     }
     free(val);
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 
@@ -149,7 +149,7 @@ vcard_set(pv_event_t *ev)
         return PV_PASS;
     if (!vcard_is_self(ev)) {
         /* only the owner writes a vCard (XEP-0054 §3.2) */
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_AUTH, "forbidden",
+        pv_event_error(ev, PV_ERR_AUTH, "forbidden",
                       NULL);
         return PV_HANDLED;
     }
@@ -165,7 +165,7 @@ vcard_set(pv_event_t *ev)
             snprintf(text, sizeof(text), "the vCard is larger than %zu "
                      "bytes", conf->max_size);
             pv_buf_free(&b);
-            pv_send_error(ev->origin, ev->stanza, PV_ERR_MODIFY,
+            pv_event_error(ev, PV_ERR_MODIFY,
                           "not-acceptable", text);
             return PV_HANDLED;
         }
@@ -185,7 +185,7 @@ vcard_set(pv_event_t *ev)
     if (rc != PV_OK) {
         pv_stanza_unref(job->req);
         free(job);
-        pv_send_error(ev->origin, ev->stanza, PV_ERR_WAIT,
+        pv_event_error(ev, PV_ERR_WAIT,
                       "internal-server-error", NULL);
         return PV_HANDLED;
     }

@@ -36,7 +36,7 @@ version_reply(pv_event_t *ev)
         if (uname(&u) == 0)
             add_text_child(st, q, "os", u.sysname);
     }
-    pv_send(ev->origin, st);
+    pv_event_reply(ev, st);
     return PV_HANDLED;
 }
 

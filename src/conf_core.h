@@ -118,6 +118,8 @@ typedef struct pv_conf_module_s {
     const char *name;
     const pv_directive_t *directives;   /* may be NULL */
     size_t conf_size;                   /* 0 when no directives */
+    const char *component;              /* default subdomain label of a
+                                         * service module, or NULL */
 } pv_conf_module_t;
 
 /* Returns the declaration of module_name, or NULL with a message in err

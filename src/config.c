@@ -1156,6 +1156,94 @@ parse_vhosts(load_t *L, const config_setting_t *list)
     }
 }
 
+/* The "<module>_domain" string set nearest to vhost scope sc (the vhost
+ * group, then global), or NULL. */
+static const config_setting_t *
+component_domain_setting(load_t *L, const scope_t *sc, const char *mod)
+{
+    char key[96];
+    const scope_t *up;
+
+    snprintf(key, sizeof(key), "%s_domain", mod);
+    for (up = sc; up != NULL; up = up->parent) {
+        const config_setting_t *s;
+        if (up->group == NULL)
+            continue;
+        s = config_setting_get_member(up->group, key);
+        if (s != NULL)
+            return s;
+    }
+    (void)L;
+    return NULL;
+}
+
+/* CONTRACTS.md §3: a service module (MUC, upload, proxy65) enabled on a
+ * vhost D runs on its own domain "<label>.D" instead of on D. Done after
+ * the explicit components are known, so that an explicit component of the
+ * same name wins (and takes its configuration from its own group). */
+static void
+implicit_components(load_t *L)
+{
+    size_t i, j, n = L->n_scopes;
+
+    for (i = 1; i < n; i++) {
+        scope_t *vh = L->scopes[i];
+
+        if (vh->kind != PV_CTX_HOST)
+            continue;
+        for (j = 0; j < vh->n_mods;) {
+            const pv_conf_module_t *d = mod_lookup(L, vh->mods[j])->decl;
+            const config_setting_t *ds;
+            const char *mod = vh->mods[j], *name;
+            char *prep;
+            scope_t *sc;
+
+            if (d == NULL || d->component == NULL) {
+                j++;
+                continue;
+            }
+            memmove(&vh->mods[j], &vh->mods[j + 1],
+                    (vh->n_mods - j - 1) * sizeof(char *));
+            vh->n_mods--;
+            ds = component_domain_setting(L, vh, mod);
+            if (ds != NULL && config_setting_get_string(ds) == NULL) {
+                lerr(L, sfile(L, ds), sline(ds), "%s_domain: expected a "
+                     "domain string", mod);
+                continue;
+            }
+            if (ds != NULL)
+                prep = pv_jid_prep_domain(config_setting_get_string(ds),
+                                          strlen(config_setting_get_string(
+                                              ds)));
+            else {
+                char *label = pv_xasprintf("%s.%s", d->component, vh->name);
+                prep = pv_jid_prep_domain(label, strlen(label));
+                free(label);
+            }
+            if (prep == NULL) {
+                lerr(L, ds ? sfile(L, ds) : vh->file, ds ? sline(ds)
+                     : vh->line, "%s: no valid component domain for "
+                     "vhost '%s'", mod, vh->name);
+                continue;
+            }
+            name = pv_arena_strdup(L->a, prep);
+            free(prep);
+            if (find_host_scope(L, name) != NULL)
+                continue;
+            /* no group of its own: its settings come from the vhost */
+            sc = scope_new(L, PV_CTX_COMPONENT, vh->group, vh);
+            sc->group = NULL;
+            sc->name = name;
+            sc->nested = 1;
+            sc->component_module = mod;
+            sc->mods = pv_arena_calloc(L->tmp, sizeof(char *));
+            sc->mods[0] = mod;
+            sc->n_mods = 1;
+        }
+    }
+    rebuild_set(L);
+}
+
 /* --- listeners -------------------------------------------------------- */
 
 static const char *const listen_kinds[] = {
@@ -1407,7 +1495,7 @@ process_scope(load_t *L, scope_t *sc)
         }
     }
 
-    n = config_setting_length(g);
+    n = g != NULL ? config_setting_length(g) : 0;
     for (k = 0; k < n; k++) {
         const config_setting_t *s = config_setting_get_elem(g, (unsigned)k);
         const char *key = config_setting_name(s);
@@ -1564,6 +1652,7 @@ load(config_t *lc, int read_ok, const char *name, const char *base_dir,
         parse_vhosts(&L, s);
     if ((s = config_setting_get_member(root, "components")) != NULL)
         parse_components(&L, s, NULL);
+    implicit_components(&L);
     rebuild_set(&L);
 
     /* A module enabled in a scope makes its directives valid there and in

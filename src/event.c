@@ -139,7 +139,33 @@ pv_event_reply(pv_event_t *ev, pv_stanza_t *st)
         pv_stanza_unref(st);
         return;
     }
+    if (ev->origin == NULL && ev->host != NULL) {
+        /* a remote (s2s) or server-internal sender: route by address */
+        pv_host_route(ev->host, st);
+        pv_stanza_unref(st);
+        return;
+    }
     pv_send(ev->origin, st);
+}
+
+void
+pv_event_result(pv_event_t *ev, const pv_node_t *payload)
+{
+    pv_stanza_t *st = pv_iq_result(ev->stanza);
+
+    if (payload != NULL)
+        pv_node_append(st->root, pv_node_copy(st->arena, payload));
+    pv_event_reply(ev, st);
+}
+
+void
+pv_event_error(pv_event_t *ev, pv_err_type_t type, const char *condition,
+               const char *text)
+{
+    pv_stanza_t *st = pv_stanza_error(ev->stanza, type, condition, text);
+
+    if (st != NULL)
+        pv_event_reply(ev, st);
 }
 
 const char *

@@ -101,6 +101,7 @@ pv_module_load(pv_server_t *srv, const char *name, const char *module_path,
     m->decl.name = def->name;
     m->decl.directives = def->directives;
     m->decl.conf_size = def->conf_size;
+    m->decl.component = def->component;
     m->dl = dl;
     m->next = srv->modules;
     srv->modules = m;

@@ -25,6 +25,18 @@ typedef struct {
 } user_job_t;
 
 static void
+component_fire(void *arg, const char *domain)
+{
+    pv_event_t *vev = arg, ev = *vev;
+
+    ev.host = pv_host_find(pv_host_server(vev->host), domain);
+    if (ev.host == NULL)
+        return;
+    ev.data = (void *)pv_host_name(vev->host);
+    pv_event_fire(&ev);
+}
+
+static void
 user_fire(pv_host_t *h, const char *user, pv_event_kind_t kind)
 {
     pv_event_t ev;
@@ -34,6 +46,12 @@ user_fire(pv_host_t *h, const char *user, pv_event_kind_t kind)
     ev.host = h;
     ev.user = user;
     pv_event_fire(&ev);
+    if (kind == PV_EV_USER_CREATED)
+        return;
+    /* Service components of the vhost (MUC affiliations, uploaded files)
+     * hold data of the account too: they hear of its removal with
+     * ev->data = the account's domain. */
+    pv_host_each_component(h, component_fire, &ev);
 }
 
 static void

@@ -34,8 +34,12 @@ typedef enum {
     PV_EV_SESSION_CLOSED,   /* session: about to be destroyed */
     PV_EV_PRESENCE_CHANGED, /* session: its broadcast presence changed */
     PV_EV_USER_CREATED,     /* user: a new account */
-    PV_EV_USER_DELETING,    /* user: about to be removed; rows readable */
-    PV_EV_USER_DELETED,     /* user: account removed (store rows gone) */
+    PV_EV_USER_DELETING,    /* user: about to be removed; rows readable.
+                               Fired on the vhost, then on each of its
+                               components with data = the vhost's name
+                               (const char *) */
+    PV_EV_USER_DELETED,     /* user: account removed (store rows gone);
+                               on components too, as DELETING */
     PV_EV_DISCO_INFO,       /* data: the <query/> of a server disco#info */
     PV_EV_HOST_ACTIVATED,   /* host: its modules are all initialised */
     PV_EV_ROSTER_GET,       /* user: roster owner; data: pv_roster_get_t

@@ -42,6 +42,11 @@ typedef struct pv_module_def_s {
     void (*host_fini)(pv_module_t *m, pv_host_t *h);
     /* frees what a module put into its session slot; optional */
     void (*session_fini)(pv_module_t *m, pv_session_t *s, void *data);
+    /* A service module on its own domain (CONTRACTS.md §3): enabled on a
+     * vhost D it runs instead on the component "<component>.D" (or the
+     * name in its "<name>_domain" directive, which it must declare), not
+     * on D itself. NULL for ordinary modules. */
+    const char *component;
 } pv_module_def_t;
 
 /* The exported symbol is pv_module_<name>; the loader looks it up with
@@ -203,6 +208,13 @@ pv_stanza_t *pv_stanza_error(const pv_stanza_t *req, pv_err_type_t type,
 void pv_send_error(pv_session_t *origin, const pv_stanza_t *req,
                    pv_err_type_t type, const char *condition,
                    const char *text);
+/* pv_send_result()/pv_send_error() for ev->stanza, answered the way
+ * pv_event_reply() does: to the local session, the unauthenticated
+ * stream, or (a remote sender, ev->origin NULL) routed from ev->host over
+ * s2s. Use these in handlers instead of pv_send*(ev->origin, ...). */
+void pv_event_result(pv_event_t *ev, const pv_node_t *payload);
+void pv_event_error(pv_event_t *ev, pv_err_type_t type,
+                    const char *condition, const char *text);
 
 /* --- timers --------------------------------------------------------- */
 

@@ -37,7 +37,9 @@ CORE_MODULES = ['disco', 'ping', 'version', 'time']
 ALL_MODULES = CORE_MODULES + ['roster', 'presence', 'offline', 'blocking',
                               'vcard', 'private', 'register',
                               'lastactivity', 'smacks', 'mam', 'carbons',
-                              'csi', 'push', 'pep']
+                              'csi', 'push', 'pep', 'muc', 'http_upload',
+                              'proxy65', 'extdisco', 'turn', 'avatar',
+                              'bookmarks']
 
 
 # --------------------------------------------------------------------------

@@ -69,13 +69,29 @@ static const pv_directive_t upload_directives[] = {
     PV_DIRECTIVES_END
 };
 
+/* A service module (like mod_muc): enabled on a vhost, it runs on its
+ * own component domain. */
+typedef struct {
+    char *domain;
+    long long limit;
+} svc_conf_t;
+
+static const pv_directive_t svc_directives[] = {
+    { "svc_domain", PV_CTX_ANY, pv_conf_string,
+      offsetof(svc_conf_t, domain), NULL, 0, 0, NULL },
+    { "svc_limit", PV_CTX_ANY, pv_conf_int,
+      offsetof(svc_conf_t, limit), "5", 0, 100, NULL },
+    PV_DIRECTIVES_END
+};
+
 static const pv_conf_module_t fake_modules[] = {
-    { "disco", NULL, 0 },
-    { "ping", NULL, 0 },
-    { "version", NULL, 0 },
-    { "time", NULL, 0 },
-    { "muc", muc_directives, sizeof(muc_conf_t) },
-    { "http_upload", upload_directives, sizeof(upload_conf_t) },
+    { "disco", NULL, 0, NULL },
+    { "ping", NULL, 0, NULL },
+    { "version", NULL, 0, NULL },
+    { "time", NULL, 0, NULL },
+    { "muc", muc_directives, sizeof(muc_conf_t), NULL },
+    { "http_upload", upload_directives, sizeof(upload_conf_t), NULL },
+    { "svc", svc_directives, sizeof(svc_conf_t), "svc" },
 };
 
 static int resolve_calls;
@@ -977,6 +993,66 @@ test_man_page(void)
 
 void test_suite_config(void);
 
+/* CONTRACTS.md §3: "svc" enabled on a vhost runs on svc.<vhost> (or its
+ * svc_domain), with the vhost's settings, and not on the vhost itself; an
+ * explicit component of the same name wins. */
+static void
+test_implicit_component(void)
+{
+    pv_conf_errors_t errs = {0};
+    pv_config_t *cfg;
+    const pv_host_conf_t *a, *b, *sa, *sb, *c;
+    const svc_conf_t *sc;
+
+    cfg = load_text(
+        "modules_enabled = [ \"disco\" ];\n"
+        "svc_limit = 7;\n"
+        "vhosts = (\n"
+        "  { name = \"a.example\"; modules_enabled = [ \"+svc\" ];\n"
+        "    svc_limit = 9; },\n"
+        "  { name = \"b.example\"; modules_enabled = [ \"+svc\" ];\n"
+        "    svc_domain = \"Rooms.B.example\"; },\n"
+        "  { name = \"c.example\"; modules_enabled = [ \"+svc\" ];\n"
+        "    components = ( { name = \"svc.c.example\"; module = \"svc\";\n"
+        "                     svc_limit = 11; } ); }\n"
+        ");\n", &errs);
+    dump_errors(&errs);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(cfg->n_hosts, 6);
+    a = pv_config_host(cfg, "a.example");
+    b = pv_config_host(cfg, "b.example");
+    sa = pv_config_host(cfg, "svc.a.example");
+    sb = pv_config_host(cfg, "rooms.b.example");
+    c = pv_config_host(cfg, "svc.c.example");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sa);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_PTR_NULL(pv_config_host(cfg, "svc.b.example"));
+    /* the vhost keeps its other modules, without the service */
+    CU_ASSERT_EQUAL_FATAL(a->n_modules, 1);
+    CU_ASSERT_STRING_EQUAL(a->modules[0], "disco");
+    CU_ASSERT_PTR_NULL(pv_config_module_conf(cfg, a, "svc"));
+    CU_ASSERT_TRUE(sa->is_component);
+    CU_ASSERT_STRING_EQUAL(sa->component_module, "svc");
+    CU_ASSERT_STRING_EQUAL(sa->parent, "a.example");
+    CU_ASSERT_EQUAL_FATAL(sa->n_modules, 1);
+    CU_ASSERT_STRING_EQUAL(sa->modules[0], "svc");
+    sc = pv_config_module_conf(cfg, sa, "svc");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sc);
+    CU_ASSERT_EQUAL(sc->limit, 9);
+    sc = pv_config_module_conf(cfg, sb, "svc");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sc);
+    CU_ASSERT_EQUAL(sc->limit, 7);
+    CU_ASSERT_STRING_EQUAL(sb->parent, "b.example");
+    sc = pv_config_module_conf(cfg, c, "svc");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sc);
+    CU_ASSERT_EQUAL(sc->limit, 11);
+    pv_config_free(cfg);
+    pv_conf_errors_free(&errs);
+}
+
 void
 test_suite_config(void)
 {
@@ -993,6 +1069,8 @@ test_suite_config(void)
     CU_add_test(s, "module directives and scopes", test_module_scope);
     CU_add_test(s, "each module resolved once", test_resolve_once);
     CU_add_test(s, "load from a string", test_load_string);
+    CU_add_test(s, "service modules get their component",
+                test_implicit_component);
     CU_add_test(s, "conf/palaver.conf loads", test_example_conf);
     CU_add_test(s, "man page lists every directive", test_man_page);
 }

@@ -138,6 +138,9 @@ struct pv_server_s {
     pv_async_t *storage_wake;
     pv_listener_t **listeners;
     size_t n_listeners;
+    int *raw_fds;                 /* per listener: socket bound for a
+                                   * service module (TURN, proxy65), or -1 */
+    int *raw_ports;
     pv_listener_t *control;
     pv_c2s_t *c2s_list;           /* every client stream */
     pv_s2s_t *s2s;                /* federation state, created on first

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <uv.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -406,11 +408,15 @@ write_ports_file(pv_server_t *srv)
     } else {
         for (i = 0; i < srv->n_listeners; i++) {
             const pv_listen_conf_t *lc = &cfg->listeners[i];
-            if (srv->listeners[i] == NULL)
+            int port;
+            if (srv->listeners[i] != NULL)
+                port = pv_listener_port(srv->listeners[i]);
+            else if (srv->raw_fds[i] >= 0)
+                port = srv->raw_ports[i];
+            else
                 continue;
             fprintf(f, "%s %s %d\n", pv_listen_kind_name(lc->kind),
-                    lc->address ? lc->address : "*",
-                    pv_listener_port(srv->listeners[i]));
+                    lc->address ? lc->address : "*", port);
         }
         if (fclose(f) != 0 || rename(tmp, path) != 0) {
             pv_log_errno("server", "cannot write %s", path);
@@ -422,6 +428,75 @@ write_ports_file(pv_server_t *srv)
     return rc;
 }
 
+/* Binds a socket for a listener that a service module serves itself
+ * (TURN over UDP/TCP, proxy65): bound here, before privileges are
+ * dropped, and handed over through pv_server_each_raw_listener(). */
+static int
+bind_raw(const pv_listen_conf_t *lc, int udp, int *port, char *err,
+         size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    const char *addr = lc->address ? lc->address : "::";
+    int fd, one = 1, v6 = strchr(addr, ':') != NULL;
+
+    memset(&ss, 0, sizeof(ss));
+    if (v6 ? uv_ip6_addr(addr, lc->port, (struct sockaddr_in6 *)&ss)
+           : uv_ip4_addr(addr, lc->port, (struct sockaddr_in *)&ss)) {
+        snprintf(err, errlen, "bad address '%s'", addr);
+        return -1;
+    }
+    fd = socket(v6 ? AF_INET6 : AF_INET,
+                (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC
+                | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sl = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0
+        || (!udp && listen(fd, 1024) != 0)
+        || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(ss.ss_family == AF_INET6
+                  ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                  : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+void
+pv_server_each_raw_listener(pv_server_t *srv, const char *kind,
+                            void (*cb)(void *arg, const pv_raw_listener_t *l),
+                            void *arg)
+{
+    const pv_config_t *cfg = srv->boot_gen->cfg;
+    size_t i;
+
+    for (i = 0; i < srv->n_listeners && srv->raw_fds != NULL; i++) {
+        const pv_listen_conf_t *lc = &cfg->listeners[i];
+        pv_raw_listener_t l;
+
+        if (srv->raw_fds[i] < 0
+            || strcmp(pv_listen_kind_name(lc->kind), kind) != 0)
+            continue;
+        l.kind = pv_listen_kind_name(lc->kind);
+        l.address = lc->address;
+        l.port = srv->raw_ports[i];
+        l.fd = srv->raw_fds[i];
+        cb(arg, &l);
+    }
+}
+
+struct uv_loop_s *
+pv_server_uv_loop(pv_server_t *srv)
+{
+    return pv_loop_uv(srv->loop);
+}
+
 int
 pv_server_listen(pv_server_t *srv)
 {
@@ -431,11 +506,32 @@ pv_server_listen(pv_server_t *srv)
 
     srv->n_listeners = cfg->n_listeners;
     srv->listeners = pv_xcalloc(cfg->n_listeners + 1, sizeof(pv_listener_t *));
+    srv->raw_fds = pv_xcalloc(cfg->n_listeners + 1, sizeof(int));
+    srv->raw_ports = pv_xcalloc(cfg->n_listeners + 1, sizeof(int));
+    for (i = 0; i < cfg->n_listeners; i++)
+        srv->raw_fds[i] = -1;
     for (i = 0; i < cfg->n_listeners; i++) {
         const pv_listen_conf_t *lc = &cfg->listeners[i];
         void (*accept_cb)(void *, pv_conn_t *);
 
         switch (lc->kind) {
+        case PV_LISTEN_TURN_UDP:        /* modules: mod_turn, mod_proxy65 */
+        case PV_LISTEN_TURN_TCP:
+        case PV_LISTEN_TURNS:
+        case PV_LISTEN_PROXY65:
+            srv->raw_fds[i] = bind_raw(lc, lc->kind == PV_LISTEN_TURN_UDP,
+                                       &srv->raw_ports[i], err,
+                                       sizeof(err));
+            if (srv->raw_fds[i] < 0) {
+                pv_log(PV_LOG_ERROR, "server", "%s:%d: cannot listen on %s "
+                       "port %d: %s", lc->file, lc->line,
+                       lc->address ? lc->address : "*", lc->port, err);
+                return PV_ERROR;
+            }
+            pv_log(PV_LOG_INFO, "server", "bound %s on %s port %d for its "
+                   "module", pv_listen_kind_name(lc->kind),
+                   lc->address ? lc->address : "*", srv->raw_ports[i]);
+            continue;
         case PV_LISTEN_C2S:
             accept_cb = pv_c2s_accept;
             break;
@@ -673,6 +769,11 @@ pv_server_shutdown(pv_server_t *srv)
         if (srv->listeners[i] != NULL)
             pv_listener_close(srv->listeners[i]);
         srv->listeners[i] = NULL;
+        /* modules hold their own dup()s of these until host_fini */
+        if (srv->raw_fds != NULL && srv->raw_fds[i] >= 0) {
+            close(srv->raw_fds[i]);
+            srv->raw_fds[i] = -1;
+        }
     }
     if (srv->control != NULL) {
         pv_listener_close(srv->control);
@@ -730,6 +831,7 @@ pv_server_start(pv_server_t *srv, pv_config_t *cfg)
 {
     const pv_core_conf_t *g = &cfg->global;
     int notify_fd;
+    size_t i;
 
     configure_logging(g);
     if (geteuid() == 0 && g->user == NULL && !g->run_as_root) {
@@ -759,6 +861,15 @@ pv_server_start(pv_server_t *srv, pv_config_t *cfg)
     if (pv_server_listen(srv) != PV_OK ||
         pv_control_listen(srv, g->control_socket) != PV_OK)
         return PV_ERROR;
+    for (i = 0; i < srv->n_hosts; i++) {
+        pv_event_t ev;
+
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = PV_EV_LISTENING;
+        ev.server = srv;
+        ev.host = srv->host_list[i];
+        pv_event_fire(&ev);
+    }
     notify_fd = notify_open();
     if (drop_privileges(srv) != PV_OK) {
         if (notify_fd >= 0)
@@ -801,6 +912,11 @@ pv_server_free(pv_server_t *srv)
         if (srv->listeners[i] != NULL)
             pv_listener_close(srv->listeners[i]);
     free(srv->listeners);
+    for (i = 0; srv->raw_fds != NULL && i < srv->n_listeners; i++)
+        if (srv->raw_fds[i] >= 0)
+            close(srv->raw_fds[i]);
+    free(srv->raw_fds);
+    free(srv->raw_ports);
     if (srv->control != NULL)
         pv_listener_close(srv->control);
     /* before the hosts: s2s streams route nothing once freed */

@@ -91,6 +91,12 @@ typedef enum {
                                <bound/> reply: modules act on their
                                elements in request and add their answers
                                to node */
+    PV_EV_LISTENING,        /* host: the server has bound its listeners
+                               (fired once at start-up on every host,
+                               after host activation); raw listeners
+                               (pv_server_each_raw_listener) exist from
+                               here. After a reload they already exist
+                               at host_init */
     PV_EV_COUNT_
 } pv_event_kind_t;
 

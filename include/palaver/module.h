@@ -216,6 +216,30 @@ void pv_event_result(pv_event_t *ev, const pv_node_t *payload);
 void pv_event_error(pv_event_t *ev, pv_err_type_t type,
                     const char *condition, const char *text);
 
+/* --- raw listeners (service modules: TURN, proxy65) ----------------- */
+
+/* A socket the core bound from listen = ( ... ) for a kind that a module
+ * serves itself. */
+typedef struct pv_raw_listener_s {
+    const char *kind;       /* "turn_udp", "turn_tcp", "turns", "proxy65" */
+    const char *address;    /* as configured, NULL = any */
+    int port;               /* the bound port (also in <storage>/ports) */
+    int fd;                 /* UDP: bound; TCP: listening. Owned by the
+                             * core: dup() it and open the copy with
+                             * uv_udp_open()/uv_tcp_open() on
+                             * pv_server_uv_loop() */
+} pv_raw_listener_t;
+
+/* Calls cb for every listener of kind bound at start-up (none before
+ * the server listens, e.g. in palaverctl). Listeners are process-wide:
+ * a module enabled on several hosts serves each socket once. */
+void pv_server_each_raw_listener(pv_server_t *srv, const char *kind,
+                                 void (*cb)(void *arg,
+                                            const pv_raw_listener_t *l),
+                                 void *arg);
+/* The libuv loop every module runs on (one thread; DESIGN.md §1). */
+struct uv_loop_s *pv_server_uv_loop(pv_server_t *srv);
+
 /* --- timers --------------------------------------------------------- */
 
 typedef struct pv_mtimer_s pv_mtimer_t;

@@ -56,6 +56,10 @@ typedef struct pv_core_conf_s {
                                          * comes up */
     pv_duration_t s2s_connect_timeout;
     pv_duration_t s2s_idle_timeout;
+    char **s2s_allow_domains;           /* NULL/empty: every domain */
+    char **s2s_deny_domains;            /* "*.example" = its subdomains */
+    size_t s2s_rate_limit;              /* bytes/s read per remote domain,
+                                         * PV_SIZE_OFF = off */
     /* global, vhost and component */
     char *tls_certificate;
     char *tls_key;

@@ -386,6 +386,14 @@ s2s_detach(pv_s2s_stream_t *s)
         pv_timer_cancel(s->timer);
         s->timer = NULL;
     }
+    if (s->resume != NULL) {
+        pv_timer_cancel(s->resume);
+        s->resume = NULL;
+    }
+    if (s->counted) {
+        pv_server_conn_closed(s2s->srv, s->peer_ip);
+        s->counted = 0;
+    }
     if (s->query != NULL) {
         pv_dns_cancel(s->query);
         s->query = NULL;
@@ -694,6 +702,12 @@ pv_s2s_route(pv_server_t *srv, pv_stanza_t *st)
         pv_server_host(srv, (local = st->from->domain)) == NULL) {
         pv_log(PV_LOG_DEBUG, "s2s", "not relaying a stanza from %s to %s",
                st->from ? st->from->full : "nobody", st->to->domain);
+        return;
+    }
+    if (!pv_s2s_domain_allowed(s2s, st->to->domain)) {
+        pv_log(PV_LOG_DEBUG, "s2s", "%s: not federating (s2s policy)",
+               st->to->domain);
+        s2s_bounce(s2s, st, "not-allowed");
         return;
     }
     s = pv_s2s_out_get(s2s, local, st->to->domain);
@@ -1033,6 +1047,11 @@ s2s_in_deliver(pv_s2s_stream_t *s, pv_stanza_t *st)
                          NULL);
         return;
     }
+    if (!pv_s2s_domain_allowed(s->s2s, st->from->domain)) {
+        pv_s2s_stream_error(s, "policy-violation", "federation with this "
+                            "domain is not allowed here");
+        return;
+    }
     h = pv_server_host(s->s2s->srv, st->to->domain);
     if (h == NULL) {
         pv_s2s_stream_error(s, "host-unknown", NULL);
@@ -1133,8 +1152,19 @@ s2s_xml_open(void *ud, const pv_stream_header_t *hdr)
         pv_s2s_stream_error(s, "invalid-namespace", NULL);
         return;
     }
+    if (s->reject != NULL) {
+        pv_s2s_stream_error(s, s->reject, NULL);
+        return;
+    }
     if (s->local == NULL || pv_server_host(s->s2s->srv, s->local) == NULL) {
         pv_s2s_stream_error(s, "host-unknown", NULL);
+        return;
+    }
+    if (!pv_s2s_domain_allowed(s->s2s, s->remote)) {
+        pv_log(PV_LOG_INFO, "s2s", "s2sin#%lu: %s is not allowed to "
+               "federate (s2s policy)", s->id, s->remote);
+        pv_s2s_stream_error(s, "policy-violation", "federation with this "
+                            "domain is not allowed here");
         return;
     }
     if (s->s2s->shutting_down) {
@@ -1189,9 +1219,37 @@ s2s_xml_error(void *ud, const char *cond, const char *text)
 /* --- connection callbacks ---------------------------------------------- */
 
 static void
+s2s_resume(void *arg)
+{
+    pv_s2s_stream_t *s = arg;
+
+    s->resume = NULL;
+    if (s->conn != NULL)
+        pv_conn_resume(s->conn);
+}
+
+/* s2s_rate_limit: what was read is processed; reading then pauses until
+ * the domain's bucket refills (TCP pushes back on the peer). */
+static void
+s2s_in_throttle(pv_s2s_stream_t *s, size_t bytes)
+{
+    uint64_t wait = pv_s2s_rate_charge(s->s2s, s->remote ? s->remote
+                                       : pv_conn_peer_ip(s->conn), bytes);
+
+    if (wait == 0 || s->resume != NULL)
+        return;
+    pv_log(PV_LOG_DEBUG, "s2s", "s2sin#%lu %s: over s2s_rate_limit, "
+           "pausing %llu ms", s->id, s->remote ? s->remote : "?",
+           (unsigned long long)wait);
+    pv_conn_pause(s->conn);
+    s->resume = pv_timer_add(s->s2s->srv->loop, wait, 0, s2s_resume, s);
+}
+
+static void
 s2s_on_data(pv_conn_t *conn, const char *data, size_t len)
 {
     pv_s2s_stream_t *s = pv_conn_data(conn);
+    size_t n = len;
 
     s->last_active = pv_loop_now_ms(s->s2s->srv->loop);
     s->refs++;
@@ -1209,6 +1267,8 @@ s2s_on_data(pv_conn_t *conn, const char *data, size_t len)
         if (s->state == PV_S2S_TLS_WAIT && len > 0)
             pv_s2s_stream_error(s, "policy-violation", NULL);
     }
+    if (!s->is_out && s->conn != NULL && s->state != PV_S2S_CLOSED)
+        s2s_in_throttle(s, n);
     s2s_unref(s);
 }
 
@@ -1281,6 +1341,12 @@ s2s_accept(pv_server_t *srv, pv_conn_t *conn, int direct_tls)
     pv_conn_set_max_queue(conn, PV_CONN_MAX_QUEUE_DEFAULT);
     pv_log(PV_LOG_DEBUG, "s2s", "s2sin#%lu: connection from %s", s->id,
            pv_conn_peer_ip(conn));
+    /* incoming links share max_connections(_per_ip) with clients */
+    snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", pv_conn_peer_ip(conn));
+    if (s2s->shutting_down)
+        s->reject = "system-shutdown";
+    else if (pv_server_conn_opened(srv, s->peer_ip, &s->reject) == PV_OK)
+        s->counted = 1;
     if (direct_tls) {
         s2s_tls_t *t = NULL;
         size_t i;
@@ -1323,6 +1389,7 @@ pv_s2s_sweep(pv_server_t *srv)
 
     if (s2s == NULL || s2s->shutting_down)
         return;
+    pv_s2s_rate_sweep(s2s);
     now = pv_loop_now_ms(srv->loop);
     idle = pv_s2s_conf(s2s)->s2s_idle_timeout;
     for (s = s2s->streams; s != NULL; s = next) {
@@ -1429,6 +1496,7 @@ pv_s2s_free(pv_server_t *srv)
         free(t->host);
         free(t);
     }
+    pv_s2s_rate_free(s2s);
     free(s2s);
     srv->s2s = NULL;
 }

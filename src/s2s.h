@@ -32,6 +32,7 @@ typedef enum {
 } pv_s2s_state_t;
 
 typedef struct pv_s2s_stream_s pv_s2s_stream_t;
+typedef struct pv_s2s_bucket_s pv_s2s_bucket_t;
 
 /* A db:verify we asked on an outgoing link for an incoming stream. */
 typedef struct pv_s2s_verify_s {
@@ -71,6 +72,10 @@ struct pv_s2s_stream_s {
     const char *fail_cond;   /* bounce condition when it fails */
     /* in */
     pv_s2s_pair_t *pairs;
+    pv_timer_t *resume;      /* in: paused over s2s_rate_limit */
+    const char *reject;      /* in: stream error once the header is out */
+    char peer_ip[48];        /* in: for the connection counts */
+    unsigned counted : 1;    /* in: in the server's connection counts */
     unsigned is_out : 1;
     unsigned tls : 1;
     unsigned direct_tls : 1;
@@ -96,6 +101,7 @@ struct pv_s2s_s {
     pv_s2s_stream_t *streams;
     struct s2s_tls_s *tls;
     uint8_t secret[32];      /* dialback secret, per process */
+    pv_map_t buckets;        /* remote domain -> rate bucket */
     unsigned shutting_down : 1;
 };
 
@@ -141,5 +147,18 @@ void pv_s2s_db_fail_all(pv_s2s_stream_t *s);
 /* <db:result/> and <db:verify/> received on incoming stream s. */
 void pv_s2s_db_in_result(pv_s2s_stream_t *s, pv_stanza_t *st);
 void pv_s2s_db_in_verify(pv_s2s_stream_t *s, pv_stanza_t *st);
+
+/* --- s2s_policy.c ------------------------------------------------------ */
+
+/* False when s2s_deny_domains names domain, or s2s_allow_domains is set
+ * and does not. */
+int pv_s2s_domain_allowed(const pv_s2s_t *s2s, const char *domain);
+/* Charges bytes read from remote domain key (or a peer address before the
+ * header names one) to its bucket; returns 0, or how many ms its streams
+ * should pause reading to stay within s2s_rate_limit. */
+uint64_t pv_s2s_rate_charge(pv_s2s_t *s2s, const char *key, size_t bytes);
+/* Drops buckets idle for a minute (called from the sweep). */
+void pv_s2s_rate_sweep(pv_s2s_t *s2s);
+void pv_s2s_rate_free(pv_s2s_t *s2s);
 
 #endif

@@ -78,7 +78,35 @@ struct pv_storage_s {
     atomic_uint_fast64_t n_failed_batches;
     atomic_uint_fast64_t n_map_grows;
     atomic_uint_fast64_t n_map_resizes;
+    atomic_uint_fast64_t commit_hist[PV_STORAGE_COMMIT_BUCKETS + 1];
+    atomic_uint_fast64_t commit_us_sum;
 };
+
+const uint64_t pv_storage_commit_bounds_us[PV_STORAGE_COMMIT_BUCKETS] = {
+    250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    1000000
+};
+
+static uint64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* For /metrics: operators see fsync cost and storms in one histogram. */
+static void
+record_commit(pv_storage_t *st, uint64_t us)
+{
+    size_t i = 0;
+
+    while (i < PV_STORAGE_COMMIT_BUCKETS && us > pv_storage_commit_bounds_us[i])
+        i++;
+    atomic_fetch_add(&st->commit_hist[i], 1);
+    atomic_fetch_add(&st->commit_us_sum, us);
+}
 
 typedef int txn_fn_t(pv_storage_t *st, MDB_txn *txn, void *arg);
 
@@ -547,11 +575,13 @@ writer_commit(pv_storage_t *st, pv_wreq_t *first, size_t n)
     batch_t b = { first, n }, one;
     pv_wreq_t *req;
     int rc;
+    uint64_t t0 = mono_us();
 
     pthread_mutex_lock(&st->dbi_lock);
     rc = write_txn(st, batch_apply, &b);
     if (rc == 0) {
         atomic_fetch_add(&st->n_commits, 1);
+        record_commit(st, mono_us() - t0);
     } else {
         pv_log(PV_LOG_ERROR, STORAGE_CTX, "commit of %zu writes failed: %s",
                n, lmdb_strerror(rc));
@@ -706,6 +736,12 @@ pv_storage_stats(pv_storage_t *st, pv_storage_stats_t *out)
     out->failed_batches = atomic_load(&st->n_failed_batches);
     out->map_grows = atomic_load(&st->n_map_grows);
     out->map_resizes = atomic_load(&st->n_map_resizes);
+    for (size_t i = 0; i <= PV_STORAGE_COMMIT_BUCKETS; i++)
+        out->commit_hist[i] = atomic_load(&st->commit_hist[i]);
+    out->commit_us_sum = atomic_load(&st->commit_us_sum);
+    pthread_mutex_lock(&st->q_lock);
+    out->queued = st->submitted - st->completed;
+    pthread_mutex_unlock(&st->q_lock);
     pthread_rwlock_rdlock(&st->map_lock);
     mdb_env_info(st->env, &info);
     pthread_rwlock_unlock(&st->map_lock);

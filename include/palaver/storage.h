@@ -102,6 +102,8 @@ void pv_storage_sync(pv_storage_t *st);
 void pv_storage_cork(pv_storage_t *st);
 void pv_storage_uncork(pv_storage_t *st);
 
+#define PV_STORAGE_COMMIT_BUCKETS 11
+
 typedef struct pv_storage_stats_s {
     uint64_t commits;           /* write transactions of the writer thread */
     uint64_t requests;          /* write requests completed */
@@ -110,7 +112,16 @@ typedef struct pv_storage_stats_s {
     uint64_t map_resizes;       /* MDB_MAP_RESIZED adopted from another
                                  * process */
     size_t map_size;
+    uint64_t queued;            /* write requests not yet committed */
+    /* Commit latency (one group commit, fsync included): counts per
+     * bucket of pv_storage_commit_bounds_us (not cumulative; the last
+     * bucket is everything slower), and the sum in microseconds. */
+    uint64_t commit_hist[PV_STORAGE_COMMIT_BUCKETS + 1];
+    uint64_t commit_us_sum;
 } pv_storage_stats_t;
+
+/* Upper bounds (microseconds) of the commit latency buckets. */
+extern const uint64_t pv_storage_commit_bounds_us[PV_STORAGE_COMMIT_BUCKETS];
 
 void pv_storage_stats(pv_storage_t *st, pv_storage_stats_t *out);
 

@@ -27,8 +27,10 @@ pvtest.make_ca(CA_DIR)
 
 A, B, C, D, E, F, H = ('a.example', 'b.example', 'c.example', 'd.example',
                        'e.example', 'f.example', 'h.example')
+K, M = 'k.example', 'm.example'
 ADDR = {A: '127.0.0.2', B: '127.0.0.3', C: '127.0.0.4', D: '127.0.0.5',
-        E: '127.0.0.6', F: '127.0.0.7', H: '127.0.0.11'}
+        E: '127.0.0.6', F: '127.0.0.7', H: '127.0.0.11', K: '127.0.0.15',
+        M: '127.0.0.16'}
 DNS_ADDR = '127.0.0.9'
 PW = 'secret-pw-1'
 
@@ -40,11 +42,12 @@ def pair():
     disturb each other."""
     if 'ab' not in _shared:
         a = PalaverPeer(suite, A, ADDR[A], CA_DIR,
-                        {B: ADDR[B], C: ADDR[C], D: ADDR[D],
+                        {B: ADDR[B], C: ADDR[C], D: ADDR[D], K: ADDR[K],
                          H: 'tls://%s:5270' % ADDR[H]},
                         {'alice': PW, 'anna': PW})
         b = PalaverPeer(suite, B, ADDR[B], CA_DIR,
-                        {A: ADDR[A], C: ADDR[C], 'i.example': '127.0.0.12'},
+                        {A: ADDR[A], C: ADDR[C], K: ADDR[K], M: ADDR[M],
+                         'i.example': '127.0.0.12'},
                         {'bob': PW, 'bert': PW})
         a.start()
         b.start()
@@ -251,6 +254,96 @@ def test_idle_link_closed_and_reopened():
     check_eq(j.log_text().count('j.example->b.example: connecting'), 2,
              'links opened')
     jo.close()
+    bob.close()
+
+
+@suite.test
+def test_module_replies_reach_remote_senders():
+    """IQs answered by modules (ping, version, disco) go back over s2s to
+    a sender on another server."""
+    a, b = pair()
+    alice = a.login('alice', PW, resource='rr')
+    for n, payload in enumerate((
+            "<ping xmlns='urn:xmpp:ping'/>",
+            "<query xmlns='jabber:iq:version'/>",
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>")):
+        alice.send("<iq type='get' id='rr%d' to='b.example'>%s</iq>"
+                   % (n, payload))
+        r = alice.recv_until(lambda e, n=n: e.get('id') == 'rr%d' % n,
+                             what='reply %d from b.example' % n)
+        check_eq(r.get('type'), 'result', 'reply to %s' % payload)
+        check_eq(r.get('from'), B, 'from of the reply')
+    # an unknown namespace: the router's error comes back too
+    alice.send("<iq type='get' id='rr-x' to='bob@b.example'>"
+               "<query xmlns='urn:example:nothing'/></iq>")
+    r = alice.recv_until(lambda e: e.get('id') == 'rr-x', what='error')
+    check_eq(pvtest.stanza_error(r)[1], 'service-unavailable', 'error')
+    alice.close()
+
+
+@suite.test
+def test_domain_policy():
+    """s2s_deny_domains and s2s_allow_domains: refused both ways, the
+    sender told why; allowed domains federate as usual."""
+    a, b = pair()
+    k = PalaverPeer(suite, K, ADDR[K], CA_DIR, {A: ADDR[A], B: ADDR[B],
+                                                C: ADDR[C]},
+                    {'kim': PW}, s2s_allow_domains=[A, B, '*.sub.example'],
+                    s2s_deny_domains=[B])
+    k.start()
+    kim = k.login('kim', PW, resource='r')
+    kim.send('<presence/>')
+    alice = a.login('alice', PW, resource='pol')
+    alice.send('<presence/>')
+    pvtest.message_round_trip(kim, alice)
+    # denied (deny wins over allow) and not allowed: bounced at once
+    for n, to in enumerate(('bob@b.example', 'carol@c.example')):
+        kim.send("<message type='chat' id='kp%d' to='%s'><body>x</body>"
+                 "</message>" % (n, to))
+        e = kim.recv_until(lambda e, n=n: e.get('id') == 'kp%d' % n,
+                           what='policy bounce for %s' % to)
+        check_eq(pvtest.stanza_error(e), ('cancel', 'not-allowed'),
+                 'error for %s' % to)
+    check('k.example->b.example: connecting' not in k.log_text(),
+          'a link to a denied domain was attempted')
+    # b.example's server is refused with a stream error; bob gets a bounce
+    bob = b.login('bob', PW, resource='pol')
+    bob.send("<message type='chat' id='bp1' to='kim@k.example'>"
+             "<body>y</body></message>")
+    e = bob.recv_until(lambda e: e.get('id') == 'bp1', what='bounce at b')
+    check_eq(e.get('type'), 'error', 'bounce type')
+    check(log_has(k, 'b.example is not allowed to federate'),
+          'k.example did not refuse b.example')
+    kim.close()
+    alice.close()
+    bob.close()
+
+
+@suite.test
+def test_rate_limit_pauses_without_loss():
+    """s2s_rate_limit: a remote domain sending faster than its rate is
+    paused (TCP pushes back), and every stanza still arrives in order."""
+    _, b = pair()
+    m = PalaverPeer(suite, M, ADDR[M], CA_DIR, {B: ADDR[B]}, {'mia': PW},
+                    s2s_rate_limit='2K')
+    m.start()
+    mia = m.login('mia', PW, resource='r')
+    mia.send('<presence/>')
+    bob = b.login('bob', PW, resource='rate')
+    pad = 'p' * 200
+    n = 40
+    for i in range(n):
+        bob.send("<message type='chat' to='mia@m.example/r'>"
+                 "<body>rate-%d %s</body></message>" % (i, pad))
+    got = []
+    while len(got) < n:
+        e = mia.recv_until(lambda e: e.tag == '{%s}message' % NS_CLIENT,
+                           what='message %d of %d' % (len(got), n))
+        got.append(e.findtext('{%s}body' % NS_CLIENT).split()[0])
+    check_eq(got, ['rate-%d' % i for i in range(n)], 'order and loss')
+    check(log_has(m, 'b.example: over s2s_rate_limit, pausing'),
+          'the link was never paused')
+    mia.close()
     bob.close()
 
 

@@ -27,6 +27,7 @@ static void s2s_on_data(pv_conn_t *conn, const char *data, size_t len);
 static void s2s_on_tls_done(pv_conn_t *conn, int ok, const char *err);
 static void s2s_on_close(pv_conn_t *conn, const char *reason);
 static void s2s_out_try(pv_s2s_stream_t *s);
+static void s2s_abort_attempts(pv_s2s_stream_t *s, const char *why);
 static void s2s_out_fail(pv_s2s_stream_t *s, const char *cond,
                          const char *why);
 
@@ -390,6 +391,10 @@ s2s_detach(pv_s2s_stream_t *s)
         pv_timer_cancel(s->resume);
         s->resume = NULL;
     }
+    if (s->stagger != NULL) {
+        pv_timer_cancel(s->stagger);
+        s->stagger = NULL;
+    }
     if (s->counted) {
         pv_server_conn_closed(s2s->srv, s->peer_ip);
         s->counted = 0;
@@ -511,8 +516,7 @@ s2s_out_fail(pv_s2s_stream_t *s, const char *cond, const char *why)
     pv_s2s_db_fail_all(s);
     /* the membership reference (if any) keeps s until the end */
     drop = (unsigned)s2s_detach(s);
-    if (s->connecting != NULL)
-        pv_conn_abort(s->connecting, "s2s failed");
+    s2s_abort_attempts(s, "s2s failed");
     if (s->conn != NULL)
         pv_conn_close(s->conn);
     for (i = 0; i < n; i++) {
@@ -581,34 +585,95 @@ s2s_dns_done(void *arg, pv_dns_result_t *res)
     }
     s->res = res;
     s->cand = 0;
+    s->next_cand = 0;
     s2s_out_try(s);
+}
+
+/* Happy eyeballs (RFC 8305 §5): the next address is tried when the
+ * current attempt has not connected within this delay, or at once when
+ * it fails; the first connection wins and the others are cancelled. */
+#define S2S_ATTEMPT_DELAY_MS 250
+
+/* One pending connect; it holds a reference on its stream until its
+ * on_connect reports. */
+struct pv_s2s_attempt_s {
+    pv_s2s_stream_t *s;
+    pv_conn_t *pending;
+    size_t cand;
+    pv_s2s_attempt_t *next;
+};
+
+static void
+s2s_abort_attempts(pv_s2s_stream_t *s, const char *why)
+{
+    pv_s2s_attempt_t *a;
+
+    /* each reports back (NULL) and drops its reference then; the list
+     * is walked from its head again after each abort in case that report
+     * came at once */
+    for (;;) {
+        pv_conn_t *p;
+
+        for (a = s->attempts; a != NULL && a->pending == NULL; a = a->next)
+            ;
+        if (a == NULL)
+            return;
+        p = a->pending;
+        a->pending = NULL;
+        pv_conn_abort(p, why);
+    }
+}
+
+static void
+s2s_stagger(void *arg)
+{
+    pv_s2s_stream_t *s = arg;
+
+    s->stagger = NULL;
+    if (s->state == PV_S2S_CONNECTING)
+        s2s_out_try(s);
 }
 
 static void
 s2s_on_connect(void *arg, pv_conn_t *c, const char *err)
 {
-    pv_s2s_stream_t *s = arg;
+    pv_s2s_attempt_t *a = arg, **pp;
+    pv_s2s_stream_t *s = a->s;
     const pv_dns_candidate_t *cand;
+    size_t ci = a->cand;
 
-    s->connecting = NULL;
+    for (pp = &s->attempts; *pp != a; pp = &(*pp)->next)
+        ;
+    *pp = a->next;
+    free(a);
     if (s->state != PV_S2S_CONNECTING) {
-        /* failed or freed meanwhile: only our reference is left */
+        /* failed, freed or another attempt won meanwhile: only our
+         * reference is left */
         if (c != NULL)
             pv_conn_abort(c, "s2s gone");
         s2s_unref(s);
         return;
     }
-    cand = &s->res->candidates[s->cand];
+    cand = &s->res->candidates[ci];
     if (c == NULL) {
         pv_log(PV_LOG_DEBUG, "s2s", "s2sout#%lu %s [%s]:%u: %s", s->id,
                s->remote, cand->ip, cand->port, err ? err : "failed");
-        s->cand++;
+        if (s->stagger != NULL) {
+            pv_timer_cancel(s->stagger);
+            s->stagger = NULL;
+        }
         /* membership still holds s; the connect's reference goes after */
         s2s_out_try(s);
         s2s_unref(s);
         return;
     }
+    if (s->stagger != NULL) {
+        pv_timer_cancel(s->stagger);
+        s->stagger = NULL;
+    }
+    s2s_abort_attempts(s, "another address answered first");
     /* the reference of the pending connect now belongs to the conn */
+    s->cand = ci;
     s->conn = c;
     pv_conn_set_handler(c, &s2s_handler, s);
     pv_conn_set_max_queue(c, PV_CONN_MAX_QUEUE_DEFAULT);
@@ -630,24 +695,36 @@ s2s_on_connect(void *arg, pv_conn_t *c, const char *err)
     s2s_send_header(s);
 }
 
+/* Starts an attempt on the next untried address; fails the link when
+ * none is left and none is pending. */
 static void
 s2s_out_try(pv_s2s_stream_t *s)
 {
     pv_loop_t *loop = s->s2s->srv->loop;
 
-    while (s->res != NULL && s->cand < s->res->n_candidates) {
-        const pv_dns_candidate_t *c = &s->res->candidates[s->cand];
+    while (s->res != NULL && s->next_cand < s->res->n_candidates) {
+        const pv_dns_candidate_t *c = &s->res->candidates[s->next_cand];
+        pv_s2s_attempt_t *a = pv_xcalloc(1, sizeof(*a));
 
+        a->s = s;
+        a->cand = s->next_cand++;
         s->state = PV_S2S_CONNECTING;
+        a->pending = pv_conn_connect_tcp(loop, c->ip, c->port,
+                                         s2s_on_connect, a);
+        if (a->pending == NULL) {
+            free(a);
+            continue;
+        }
         s->refs++;
-        s->connecting = pv_conn_connect_tcp(loop, c->ip, c->port,
-                                            s2s_on_connect, s);
-        if (s->connecting != NULL)
-            return;
-        s->refs--;
-        s->cand++;
+        a->next = s->attempts;
+        s->attempts = a;
+        if (s->next_cand < s->res->n_candidates && s->stagger == NULL)
+            s->stagger = pv_timer_add(loop, S2S_ATTEMPT_DELAY_MS, 0,
+                                      s2s_stagger, s);
+        return;
     }
-    s2s_out_fail(s, "remote-server-not-found", "no address answered");
+    if (s->attempts == NULL)
+        s2s_out_fail(s, "remote-server-not-found", "no address answered");
 }
 
 pv_s2s_stream_t *
@@ -1312,9 +1389,8 @@ s2s_on_close(pv_conn_t *conn, const char *reason)
     s->conn = NULL;
     if (s->is_out && s->state != PV_S2S_CLOSED && !s->authed) {
         /* try the next candidate before giving up */
-        if (s->res != NULL && s->cand + 1 < s->res->n_candidates &&
+        if (s->res != NULL && s->next_cand < s->res->n_candidates &&
             !s->s2s->shutting_down) {
-            s->cand++;
             s->header_sent = 0;
             s->tls = 0;
             pv_xmlstream_restart(s->xs);

@@ -33,6 +33,7 @@ typedef enum {
 
 typedef struct pv_s2s_stream_s pv_s2s_stream_t;
 typedef struct pv_s2s_bucket_s pv_s2s_bucket_t;
+typedef struct pv_s2s_attempt_s pv_s2s_attempt_t;
 
 /* A db:verify we asked on an outgoing link for an incoming stream. */
 typedef struct pv_s2s_verify_s {
@@ -51,7 +52,8 @@ typedef struct pv_s2s_pair_s {
 struct pv_s2s_stream_s {
     pv_s2s_t *s2s;
     pv_conn_t *conn;
-    pv_conn_t *connecting;   /* out: pending pv_conn_connect_tcp() */
+    pv_s2s_attempt_t *attempts; /* out: pending connects (s2s.c) */
+    pv_timer_t *stagger;     /* out: starts the next attempt */
     pv_xmlstream_t *xs;
     unsigned refs;
     pv_s2s_state_t state;
@@ -64,7 +66,8 @@ struct pv_s2s_stream_s {
     /* out */
     pv_dns_query_t *query;
     pv_dns_result_t *res;
-    size_t cand;
+    size_t cand;             /* the candidate connected to */
+    size_t next_cand;        /* the first one not tried yet */
     pv_stanza_t **queue;
     size_t n_queue;
     int is_queue_full_logged;   /* one log line per link, not per stanza */

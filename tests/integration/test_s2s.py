@@ -347,6 +347,62 @@ def test_rate_limit_pauses_without_loss():
     bob.close()
 
 
+def syn_blackhole(addr):
+    """A listening socket on addr whose accept queue is full: the kernel
+    drops further SYNs, so a connect to it hangs (no answer, no RST), like
+    an address behind a broken route."""
+    lsock = pvtest.socket.socket()
+    lsock.bind((addr, 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fill = []
+    for _ in range(3):
+        c = pvtest.socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect((addr, port))
+        except BlockingIOError:
+            pass
+        fill.append(c)
+    pvtest.time.sleep(0.2)
+    return lsock, port, fill
+
+
+@suite.test
+def test_happy_eyeballs():
+    """The first address never answers: the next one is tried after a
+    short delay, in parallel, and wins well before s2s_connect_timeout."""
+    _, b = pair()
+    lsock, port, fill = syn_blackhole('127.0.0.17')
+    n = PalaverPeer(suite, 'n.example', '127.0.0.18', CA_DIR, {},
+                    {'nia': PW}, s2s_connect_timeout='20s',
+                    s2s_override=[{'domain': B,
+                                   'target': ['127.0.0.17:%d' % port,
+                                              '%s:5269' % ADDR[B]]}])
+    n.start()
+    try:
+        nia = n.login('nia', PW, resource='r')
+        bob = b.login('bob', PW, resource='he')
+        bob.send('<presence/>')
+        t0 = pvtest.time.monotonic()
+        nia.send("<message type='chat' to='bob@b.example/he'>"
+                 "<body>eyeballs</body></message>")
+        bob.recv_until(is_msg('eyeballs'), what='message over 2nd address',
+                       timeout=15 * pvtest.time_factor())
+        # sequential attempts would wait for the silent address until the
+        # 20 s connect timeout and then bounce
+        check(pvtest.time.monotonic() - t0 < 15,
+              'the message waited for the silent address')
+        check(log_has(n, 'connected to [%s]:5269' % ADDR[B]),
+              'not connected to the second address')
+        nia.close()
+        bob.close()
+    finally:
+        lsock.close()
+        for c in fill:
+            c.close()
+
+
 class RawS2S(pvtest.RawClient):
     """A hand-driven server-to-server stream (jabber:server), optionally
     presenting a client certificate (cert, key) after STARTTLS."""

@@ -168,39 +168,10 @@ carbons_bind2_features(pv_event_t *ev)
 typedef struct {
     pv_module_t *m;
     const pv_stanza_t *st;
-    const char *resource;      /* full-JID addressing: its resource */
-    pv_session_t *direct;      /* the bound session of that full JID */
     pv_session_t *origin;      /* a sending resource of the same account */
-    int best;                  /* highest non-negative available priority */
     const char *bare;
     const char *wrapper;
 } carbons_fan_t;
-
-static void
-fan_scan(void *arg, pv_session_t *s)
-{
-    carbons_fan_t *f = arg;
-    const pv_jid_t *j = pv_session_jid(s);
-
-    if (f->resource != NULL && strcmp(j->resource, f->resource) == 0)
-        f->direct = s;
-    if (pv_session_is_available(s) && pv_session_priority(s) >= 0 &&
-        pv_session_priority(s) > f->best)
-        f->best = pv_session_priority(s);
-}
-
-/* Would src/router.c deliver the original to s? Mirrors route_default:
- * a bound full JID gets it alone; otherwise (bare, or an unbound full
- * JID for chat/normal, RFC 6121 §8.5.3.2.1) the available resources of
- * the highest non-negative priority (§8.5.2.1.1). */
-static int
-fan_is_recipient(const carbons_fan_t *f, pv_session_t *s)
-{
-    if (f->direct != NULL)
-        return s == f->direct;
-    return f->best >= 0 && pv_session_is_available(s) &&
-           pv_session_priority(s) == f->best;
-}
 
 static void
 fan_send(void *arg, pv_session_t *s)
@@ -211,7 +182,7 @@ fan_send(void *arg, pv_session_t *s)
 
     if (cs == NULL || !cs->enabled || s == f->origin)
         return;
-    if (f->wrapper[0] == 'r' && fan_is_recipient(f, s))
+    if (f->wrapper[0] == 'r' && pv_message_reaches(s, f->st))
         return;     /* §7: they get the original itself */
     c = carbon_build(f->st, f->wrapper, f->bare, pv_session_jid(s)->full);
     pv_session_send(s, c);
@@ -240,16 +211,13 @@ carbons_received(pv_event_t *ev)
     memset(&f, 0, sizeof(f));
     f.m = ev->module;
     f.st = st;
-    f.best = -1;
     f.bare = ev->to->bare;
     f.wrapper = "received";
-    f.resource = ev->addr == PV_TO_FULL ? ev->to->resource : NULL;
     /* a user writing to their own account: the sending resource gets a
      * sent carbon's worth of information already (it wrote it) */
     if (ev->origin != NULL &&
         strcmp(pv_session_jid(ev->origin)->bare, ev->to->bare) == 0)
         f.origin = ev->origin;
-    pv_host_each_session(ev->host, ev->to->node, fan_scan, &f);
     pv_host_each_session(ev->host, ev->to->node, fan_send, &f);
     return PV_PASS;
 }
@@ -272,7 +240,6 @@ carbons_sent(pv_event_t *ev)
     memset(&f, 0, sizeof(f));
     f.m = ev->module;
     f.st = ev->stanza;
-    f.best = -1;
     f.bare = me->bare;
     f.wrapper = "sent";
     f.origin = ev->origin;   /* §8: excluding the sending client */

@@ -39,33 +39,74 @@ type_is(const pv_stanza_t *st, const char *type)
     return strcmp(t, type) == 0;
 }
 
+/* XEP-0353 call invitations ring every device: a <propose/> (and its
+ * <retract/>) reaches all non-negative resources, not only those of the
+ * highest priority, so that a phone and a desktop both ring. */
+static int
+rings_all(const pv_stanza_t *st)
+{
+    static const char ns[] = "urn:xmpp:jingle-message:0";
+
+    return st->kind == PV_STANZA_MESSAGE &&
+           (pv_node_child(st->root, "propose", ns) != NULL ||
+            pv_node_child(st->root, "retract", ns) != NULL);
+}
+
+static int
+best_priority(const pv_user_t *u)
+{
+    const pv_session_t *s;
+    int best = -1;
+
+    for (s = u->sessions; s != NULL; s = s->next_res)
+        if (s->available && s->priority >= 0 && s->priority > best)
+            best = s->priority;
+    return best;
+}
+
 /* Message to a bare JID (RFC 6121 §8.5.2.1.1): the available resources
  * with the highest non-negative priority get it; chat messages go to all
- * of those, headline to every non-negative one. Returns the count. */
+ * of those, headline (and call invitations) to every non-negative one. */
+static int
+bare_gets(const pv_session_t *s, const pv_stanza_t *st, int best, int all)
+{
+    if (best < 0 || !s->available || s->priority < 0)
+        return 0;
+    return all || s->priority == best;
+}
+
+/* Returns the count of resources that got st. */
 static int
 deliver_to_bare(pv_server_t *srv, pv_stanza_t *st)
 {
     pv_user_t *u = pv_user_find(srv, st->to->bare);
     pv_session_t *s;
-    int best = -1, n = 0;
-    int headline = type_is(st, "headline");
+    int best, n = 0, all;
 
-    if (u == NULL)
+    if (u == NULL || (best = best_priority(u)) < 0)
         return 0;
-    for (s = u->sessions; s != NULL; s = s->next_res)
-        if (s->available && s->priority >= 0 && s->priority > best)
-            best = s->priority;
-    if (best < 0)
-        return 0;
+    all = type_is(st, "headline") || rings_all(st);
     for (s = u->sessions; s != NULL; s = s->next_res) {
-        if (!s->available || s->priority < 0)
-            continue;
-        if (!headline && s->priority != best)
+        if (!bare_gets(s, st, best, all))
             continue;
         pv_session_send(s, st);
         n++;
     }
     return n;
+}
+
+int
+pv_message_reaches(const pv_session_t *s, const pv_stanza_t *st)
+{
+    pv_session_t *direct;
+
+    if (st->to == NULL || s->user == NULL)
+        return 0;
+    if (st->to->resource != NULL &&
+        (direct = pv_session_find(s->server, st->to)) != NULL)
+        return direct == s;
+    return bare_gets(s, st, best_priority(s->user),
+                     type_is(st, "headline") || rings_all(st));
 }
 
 static void

@@ -153,6 +153,12 @@ uint32_t pv_session_stanzas_in(const pv_session_t *s);
  * (for the module that held or queued it). Borrows st. No-op while
  * hibernated. */
 void pv_session_write(pv_session_t *s, pv_stanza_t *st);
+/* True when the router delivers message st (addressed to s's account,
+ * bare or full JID, no module taking it) to session s itself: the bound
+ * full JID alone, else RFC 6121 §8.5.2.1.1 (highest non-negative
+ * priority; headline and XEP-0353 propose/retract to every non-negative
+ * resource). For modules that must not duplicate that delivery (carbons). */
+int pv_message_reaches(const pv_session_t *s, const pv_stanza_t *st);
 /* Destroys a session (hibernated or not) at once: PV_EV_SESSION_CLOSED,
  * session_fini of every module, its stream closed cleanly. */
 void pv_session_end(pv_session_t *s);

@@ -364,5 +364,42 @@ def unavailable_full_jid_and_offline():
         b.close()
 
 
+@suite.test
+def call_invitation_rings_every_resource():
+    """XEP-0353: a <propose/> to the bare JID reaches every non-negative
+    resource as the original (b2 and b3 despite b1's higher priority), so
+    carbons must not add a copy; a chat message keeps the priority rule."""
+    srv = server()
+    b = Bobs(srv)
+    try:
+        sid = uid('call')
+        b.alice.send("<message type='chat' to='%s' id='%s'>"
+                     "<propose xmlns='urn:xmpp:jingle-message:0' id='%s'>"
+                     "<description xmlns='urn:xmpp:jingle:apps:rtp:1' "
+                     "media='audio'/></propose>"
+                     "<store xmlns='urn:xmpp:hints'/></message>"
+                     % (b.bare, sid, sid))
+        for c in (b.b1, b.b2, b.b3):
+            el = expect(c, lambda e: e.tag == MSG, what='propose on %s'
+                        % c.jid)
+            check(el.find('{urn:xmpp:jingle-message:0}propose') is not None
+                  and wrapped(el, 'received') is None,
+                  '%s should ring with the original, got %s'
+                  % (c.jid, pvtest.tostr(el)))
+        for c in (b.b1, b.b2, b.b3):
+            nothing_before_barrier(b.alice, c, 'propose delivered once')
+        # and the retraction rings off everywhere too
+        b.alice.send("<message type='chat' to='%s'>"
+                     "<retract xmlns='urn:xmpp:jingle-message:0' id='%s'/>"
+                     "</message>" % (b.bare, sid))
+        for c in (b.b1, b.b2, b.b3):
+            el = expect(c, lambda e: e.tag == MSG, what='retract on %s'
+                        % c.jid)
+            check(el.find('{urn:xmpp:jingle-message:0}retract') is not None,
+                  '%s: no retract: %s' % (c.jid, pvtest.tostr(el)))
+    finally:
+        b.close()
+
+
 if __name__ == '__main__':
     suite.main()

@@ -62,7 +62,9 @@ carbons_eligible(const pv_stanza_t *st, int inbound)
     return pv_node_child(r, "body", PV_NS_CLIENT) != NULL ||
            pv_node_child(r, "body", PV_NS_SERVER) != NULL ||
            has_child_ns(r, NS_CHATSTATES) || has_child_ns(r, NS_RECEIPTS) ||
-           has_child_ns(r, NS_MARKERS);
+           has_child_ns(r, NS_MARKERS) ||
+           /* XEP-0353 §3.2: other devices stop ringing on the proceed */
+           has_child_ns(r, "urn:xmpp:jingle-message:0");
 }
 
 /* <message from=bare to=full type=same><wrapper><forwarded>original...

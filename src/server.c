@@ -473,10 +473,14 @@ pv_server_each_raw_listener(pv_server_t *srv, const char *kind,
                             void (*cb)(void *arg, const pv_raw_listener_t *l),
                             void *arg)
 {
-    const pv_config_t *cfg = srv->boot_gen->cfg;
+    const pv_config_t *cfg;
     size_t i;
 
-    for (i = 0; i < srv->n_listeners && srv->raw_fds != NULL; i++) {
+    /* palaverctl and tests run hosts without listeners */
+    if (srv->boot_gen == NULL || srv->raw_fds == NULL)
+        return;
+    cfg = srv->boot_gen->cfg;
+    for (i = 0; i < srv->n_listeners; i++) {
         const pv_listen_conf_t *lc = &cfg->listeners[i];
         pv_raw_listener_t l;
 

@@ -35,7 +35,7 @@ def lax_client(srv, tls='starttls', **kw):
 
 def s2s_modules():
     return pvtest.available_modules(pvtest.CORE_MODULES +
-                                    ['roster', 'presence'])
+                                    ['roster', 'presence', 'pep'])
 
 
 class PalaverPeer(pvtest.Server):
@@ -44,7 +44,8 @@ class PalaverPeer(pvtest.Server):
     peers: {domain: addr} written as s2s_override."""
 
     def __init__(self, suite, domain, addr, ca_dir, peers, users,
-                 cert_name=None, direct_tls_port=None, **config):
+                 cert_name=None, direct_tls_port=None, extra_modules=(),
+                 **config):
         listen = [
             {'kind': 'c2s', 'address': '127.0.0.1', 'port': 0},
             {'kind': 'c2s_direct_tls', 'address': '127.0.0.1', 'port': 0},
@@ -59,14 +60,17 @@ class PalaverPeer(pvtest.Server):
                     for d, a in sorted(peers.items())]
         config.setdefault('s2s_override', override)
         super().__init__(name='s2s-%s' % domain, domain=domain, users=users,
-                         modules=s2s_modules(), listen=listen,
+                         modules=s2s_modules() + list(extra_modules),
+                         listen=listen,
                          s2s_ca_file=os.path.join(ca_dir, 'ca.crt'),
                          **config)
         self.addr = addr
         self.cert_name = cert_name
         self.cafile = os.path.join(ca_dir, 'ca.crt')
+        # a MUC runs on conference.<domain>: the certificate names it
         self.cert, self.key = pvtest.make_host_cert(
-            self.tls_dir, cert_name or domain, ca_dir, extra=())
+            self.tls_dir, cert_name or domain, ca_dir,
+            extra=('conference',) if 'muc' in extra_modules else ())
         self.write_config()
         suite.servers.append(self)
 
@@ -143,8 +147,10 @@ class ProsodyPeer(pvtest.ProsodyServer):
     runs in a private mount namespace where that file names the stub)."""
 
     def __init__(self, suite, domain, addr, ca_dir, dns_addr, users,
-                 cert_name=None, secure_auth=True, insecure_domains=()):
+                 cert_name=None, secure_auth=True, insecure_domains=(),
+                 muc=False):
         self.addr = addr
+        self.muc = muc
         self.ca_dir = ca_dir
         self.dns_addr = dns_addr
         self.secure_auth = secure_auth
@@ -159,7 +165,8 @@ class ProsodyPeer(pvtest.ProsodyServer):
                          users=users)
         self.cafile = os.path.join(ca_dir, 'ca.crt')
         self.cert, self.key = pvtest.make_host_cert(
-            self.tls_dir, cert_name or domain, ca_dir, extra=())
+            self.tls_dir, cert_name or domain, ca_dir,
+            extra=('conference',) if muc else ())
         self.write_config()
         suite.servers.append(self)
 
@@ -198,6 +205,9 @@ class ProsodyPeer(pvtest.ProsodyServer):
             'VirtualHost %r' % self.domain,
             '    ssl = %s' % ssl,
         ]
+        if self.muc:
+            lines += ['Component %r "muc"' % ('conference.' + self.domain),
+                      '    ssl = %s' % ssl]
         with open(self.conf_path, 'w') as f:
             f.write('\n'.join(lines) + '\n')
         with open(os.path.join(self.dir, 'resolv.conf'), 'w') as f:

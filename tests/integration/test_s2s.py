@@ -347,6 +347,123 @@ def test_rate_limit_pauses_without_loss():
     bob.close()
 
 
+NS_PUBSUB = 'http://jabber.org/protocol/pubsub'
+NS_INFO = 'http://jabber.org/protocol/disco#info'
+
+
+def caps_client(srv, user, resource, notify):
+    """A logged-in client that advertises XEP-0115 caps with +notify for
+    the given nodes and answers the servers' disco#info about them."""
+    c = srv.login(user, PW, resource=resource)
+    idents = [('client', 'pc', 'fed-test')]
+    feats = sorted([NS_INFO] + ['%s+notify' % n for n in notify])
+    s = ''.join('%s/%s//%s<' % i for i in idents) + \
+        ''.join('%s<' % f for f in feats)
+    ver = pvtest.base64.b64encode(pvtest.hashlib.sha1(s.encode())
+                                  .digest()).decode()
+    c.caps_reply = ''.join("<identity category='%s' type='%s' name='%s'/>"
+                           % i for i in idents) + \
+        ''.join("<feature var='%s'/>" % f for f in feats)
+    c.caps_ver = ver
+    return c
+
+
+def answer_caps(c):
+    """Answers disco#info queries queued on c; returns how many."""
+    n = 0
+    for e in list(c.pending):
+        q = e.find('{%s}query' % NS_INFO)
+        if e.tag == '{%s}iq' % NS_CLIENT and e.get('type') == 'get' and \
+                q is not None:
+            c.pending.remove(e)
+            c.send("<iq type='result' id='%s' to='%s'><query xmlns='%s' "
+                   "node='%s'>%s</query></iq>"
+                   % (e.get('id'), e.get('from'), NS_INFO,
+                      q.get('node') or '', c.caps_reply))
+            n += 1
+    return n
+
+
+def recv_answering_caps(c, pred, what, timeout=None):
+    deadline = pvtest.time.monotonic() + (timeout or 15) * \
+        pvtest.time_factor()
+    while True:
+        answer_caps(c)
+        for e in list(c.pending):
+            if pred(e):
+                c.pending.remove(e)
+                return e
+        check(pvtest.time.monotonic() < deadline, 'no %s; queued: %s'
+              % (what, [pvtest.tostr(e) for e in c.pending]))
+        try:
+            c._recv_some(0.2)
+        except pvtest.StreamClosed:
+            pass
+
+
+@suite.test
+def test_pep_across_domains():
+    """PEP (XEP-0163) between servers: the publisher's server learns the
+    remote contact's +notify interest from its caps (a disco#info query
+    over s2s), notifies it, and serves items to the contact but not to a
+    remote stranger."""
+    a, b = pair()
+    node = 'urn:example:fed-tune'
+    alice = caps_client(a, 'alice', 'pep', [])
+    bob = caps_client(b, 'bob', 'pep', [node])
+    bert = b.login('bert', PW, resource='pep-stranger')
+    for c in (alice, bob):
+        c.send("<presence><c xmlns='http://jabber.org/protocol/caps' "
+               "hash='sha-1' node='urn:example:fed' ver='%s'/></presence>"
+               % c.caps_ver)
+    for x, xj, y, yj in ((alice, 'alice@a.example', bob, 'bob@b.example'),
+                         (bob, 'bob@b.example', alice, 'alice@a.example')):
+        x.send("<presence type='subscribe' to='%s'/>" % yj)
+        recv_answering_caps(y, presence_from(xj, 'subscribe'),
+                            'subscribe from %s' % xj)
+        y.send("<presence type='subscribed' to='%s'/>" % xj)
+        recv_answering_caps(x, presence_from(yj, 'subscribed'),
+                            'subscribed from %s' % yj)
+    recv_answering_caps(alice, presence_from('bob@b.example'),
+                        "bob's presence with caps")
+    # the caps query for bob's hash crosses to b.example and is answered
+    pvtest.time.sleep(0.5)
+    answer_caps(bob)
+    alice.send("<iq type='set' id='pub1'><pubsub xmlns='%s'>"
+               "<publish node='%s'><item id='t1'><tune xmlns='%s'>"
+               "<title>Federated</title></tune></item></publish></pubsub>"
+               "</iq>" % (NS_PUBSUB, node, node))
+    r = recv_answering_caps(alice, lambda e: e.get('id') == 'pub1',
+                            'publish result')
+    check_eq(r.get('type'), 'result', 'publish')
+    ev = recv_answering_caps(
+        bob, lambda e: e.tag == '{%s}message' % NS_CLIENT and
+        e.find('{%s#event}event' % NS_PUBSUB) is not None,
+        'PEP notification at b.example')
+    check_eq(ev.get('from'), 'alice@a.example', 'notification from')
+    item = ev.find('{%s#event}event/{%s#event}items/{%s#event}item'
+                   % (NS_PUBSUB, NS_PUBSUB, NS_PUBSUB))
+    check(item is not None and item.get('id') == 't1',
+          'notification item: %s' % pvtest.tostr(ev))
+    # items: the contact may read them, a remote stranger may not
+    bob.send("<iq type='get' id='get1' to='alice@a.example'><pubsub "
+             "xmlns='%s'><items node='%s'/></pubsub></iq>"
+             % (NS_PUBSUB, node))
+    r = recv_answering_caps(bob, lambda e: e.get('id') == 'get1',
+                            'items result')
+    check_eq(r.get('type'), 'result', 'items for a remote contact')
+    check(r.find('.//{%s}item' % NS_PUBSUB) is not None,
+          'no item: %s' % pvtest.tostr(r))
+    bert.send("<iq type='get' id='get2' to='alice@a.example'><pubsub "
+              "xmlns='%s'><items node='%s'/></pubsub></iq>"
+              % (NS_PUBSUB, node))
+    r = bert.recv_until(lambda e: e.get('id') == 'get2',
+                        what='answer for a stranger')
+    check_eq(r.get('type'), 'error', 'items for a remote stranger')
+    for c in (alice, bob, bert):
+        c.close()
+
+
 def syn_blackhole(addr):
     """A listening socket on addr whose accept queue is full: the kernel
     drops further SYNs, so a connect to it hangs (no answer, no RST), like

@@ -17,6 +17,9 @@
 #include "accounts.h"
 #include "palaver.h"
 
+/* tools/check_turn.c: `check turn [JID]` */
+int pv_check_turn(const pv_config_t *cfg, const char *jid);
+
 typedef struct {
     char *jid;
     char *password;
@@ -44,7 +47,9 @@ usage(FILE *out)
             "  users DOMAIN          list the accounts of a domain\n"
             "  check config          check the configuration file\n"
             "  check dns DOMAIN      show the SRV and address records of a\n"
-            "                        remote domain and where s2s would connect\n");
+            "                        remote domain and where s2s would connect\n"
+            "  check turn [JID]      allocate a TURN relay as JID and pass a\n"
+            "                        packet through it both ways\n");
 }
 
 /* One line from stdin without its newline; prompted without echo when
@@ -279,6 +284,15 @@ main(int argc, char **argv)
             fwrite(out.data, 1, out.len, stdout);
         }
         pv_buf_free(&out);
+        pv_config_free(cfg);
+        pv_server_free(srv);
+        return rc;
+    }
+    if (strcmp(cmd, "check") == 0 && optind + 1 < argc &&
+        strcmp(argv[optind + 1], "turn") == 0) {
+        rc = cfg != NULL ? pv_check_turn(cfg, optind + 2 < argc ?
+                                                  argv[optind + 2] : NULL)
+                         : 1;
         pv_config_free(cfg);
         pv_server_free(srv);
         return rc;

@@ -97,6 +97,13 @@ typedef enum {
                                (pv_server_each_raw_listener) exist from
                                here. After a reload they already exist
                                at host_init */
+    PV_EV_TURN_SECRET,      /* host: asks the embedded TURN server
+                               (mod_turn) enabled on host for the shared
+                               secret of its credentials; data: a
+                               const char ** the handler points at the
+                               secret (borrowed, valid until the next
+                               reload) and returns PV_HANDLED. Fired by
+                               mod_extdisco */
     PV_EV_COUNT_
 } pv_event_kind_t;
 

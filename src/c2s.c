@@ -880,6 +880,18 @@ pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st)
     }
 }
 
+size_t
+pv_c2s_send_room(const pv_c2s_t *c)
+{
+    size_t max = c2s_conf(c)->c2s_send_queue_max, q;
+
+    /* framed transports (WebSocket, BOSH) buffer per message */
+    if (c->framed || c->conn == NULL || max == PV_SIZE_OFF)
+        return SIZE_MAX;
+    q = pv_conn_queued(c->conn);
+    return q >= max ? 0 : max - q;
+}
+
 void
 pv_c2s_detach(pv_c2s_t *c)
 {

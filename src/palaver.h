@@ -238,6 +238,9 @@ int pv_stanza_parse_addrs(pv_stanza_t *st, const pv_jid_t *def_to);
 void pv_c2s_accept(void *arg, pv_conn_t *conn);
 void pv_c2s_accept_tls(void *arg, pv_conn_t *conn);
 void pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st);
+/* Bytes that may still be queued for c before c2s_send_queue_max ends
+ * the stream; SIZE_MAX when unlimited or framed. */
+size_t pv_c2s_send_room(const pv_c2s_t *c);
 void pv_c2s_close(pv_c2s_t *c, const char *condition);
 void pv_c2s_detach(pv_c2s_t *c);   /* the session is going away */
 void pv_c2s_shutdown_all(pv_server_t *srv);
@@ -407,6 +410,12 @@ typedef struct pv_bosh_s pv_bosh_t;
 pv_bosh_t *pv_bosh_new(struct pv_http_s *h, pv_server_t *srv);
 void pv_bosh_free(pv_bosh_t *b);
 size_t pv_bosh_n_sessions(const pv_bosh_t *b);
+
+/* metrics.c: /metrics lines. The s2s_in/s2s_out samples of the
+ * palaver_connections family (written inside that family's block), then
+ * the s2s queue, storage counters, queue depth and commit histogram. */
+void pv_metrics_s2s_connections(pv_server_t *srv, pv_buf_t *b);
+void pv_metrics_write(pv_server_t *srv, pv_buf_t *b);
 
 /* websocket_c2s.c: registers /xmpp-websocket on h (called by
  * pv_http_new). */

@@ -248,6 +248,12 @@ pv_session_is_connected(const pv_session_t *s)
     return s->c2s != NULL;
 }
 
+size_t
+pv_session_send_room(const pv_session_t *s)
+{
+    return s->c2s != NULL ? pv_c2s_send_room(s->c2s) : SIZE_MAX;
+}
+
 uint32_t
 pv_session_stanzas_in(const pv_session_t *s)
 {

@@ -146,6 +146,12 @@ void pv_session_close(pv_session_t *s, const char *condition);
 
 /* True while the session has a client connection (not hibernated). */
 int pv_session_is_connected(const pv_session_t *s);
+/* Bytes that may still be queued for the session's client before its
+ * output queue limit (c2s_send_queue_max) ends the stream; SIZE_MAX when
+ * there is no such limit (framed transports, hibernated sessions). For
+ * modules that send a backlog (offline messages): send while there is
+ * room, continue later. */
+size_t pv_session_send_room(const pv_session_t *s);
 /* Stanzas the session's client has sent on its streams since binding
  * (XEP-0198 counts from here). */
 uint32_t pv_session_stanzas_in(const pv_session_t *s);

@@ -367,8 +367,20 @@ copy_for(pv_stanza_t *tmpl, const pv_jid_t *to, const pv_node_t *extra)
 void
 muc_send_to(muc_host_t *mh, pv_stanza_t *tmpl, const pv_jid_t *to)
 {
-    pv_stanza_t *c = copy_for(tmpl, to, NULL);
+    pv_session_t *s;
+    pv_stanza_t *c;
 
+    /* A groupchat message to a local occupant is the one shared stanza,
+     * addressed as it is written (DESIGN.md §3: fan-out without copies);
+     * remote occupants and everything else get their own copy, routed. */
+    if (tmpl->kind == PV_STANZA_MESSAGE && tmpl->type != NULL &&
+        strcmp(tmpl->type, "groupchat") == 0 &&
+        pv_node_attr(tmpl->root, "to") == NULL &&
+        (s = pv_session_lookup(pv_host_server(mh->h), to)) != NULL) {
+        pv_session_fanout(s, tmpl);
+        return;
+    }
+    c = copy_for(tmpl, to, NULL);
     pv_host_route(mh->h, c);
     pv_stanza_unref(c);
 }

@@ -858,6 +858,28 @@ pv_c2s_accept_tls(void *arg, pv_conn_t *conn)
     }
 }
 
+/* A fanned-out stanza (pv_session_fanout) is serialised once, without
+ * to; each session's copy of the bytes gets its own to= right after the
+ * element name. */
+static const char *
+c2s_readdress(pv_c2s_t *c, pv_stanza_t *st, const char *wire, size_t *len)
+{
+    size_t at = 1 + strlen(st->root->name);
+    pv_buf_t *b = &c->srv->fanout_buf;
+    const char *to = c->session != NULL ? c->session->jid.full : NULL;
+
+    if (to == NULL || *len < at)
+        return wire;
+    pv_buf_reset(b);
+    pv_buf_append(b, wire, at);
+    pv_buf_puts(b, " to='");
+    pv_buf_append_escaped(b, to, strlen(to), 1);
+    pv_buf_puts(b, "'");
+    pv_buf_append(b, wire + at, *len - at);
+    *len = b->len;
+    return b->data;
+}
+
 void
 pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st)
 {
@@ -867,6 +889,8 @@ pv_c2s_send(pv_c2s_t *c, pv_stanza_t *st)
     if (c->state == C2S_CLOSED || c->conn == NULL)
         return;
     wire = pv_stanza_wire(st, &len);
+    if (st->readdress)
+        wire = c2s_readdress(c, st, wire, &len);
     if (st->kind <= PV_STANZA_OTHER)
         c->srv->metrics.stanzas_out[st->kind]++;
     if (c->holding) {

@@ -138,6 +138,7 @@ struct pv_server_s {
     pv_async_t *storage_wake;
     pv_listener_t **listeners;
     size_t n_listeners;
+    pv_buf_t fanout_buf;          /* c2s.c: one readdressed stanza */
     int *raw_fds;                 /* per listener: socket bound for a
                                    * service module (TURN, proxy65), or -1 */
     int *raw_ports;

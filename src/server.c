@@ -920,6 +920,7 @@ pv_server_free(pv_server_t *srv)
         if (srv->raw_fds[i] >= 0)
             close(srv->raw_fds[i]);
     free(srv->raw_fds);
+    pv_buf_free(&srv->fanout_buf);
     free(srv->raw_ports);
     if (srv->control != NULL)
         pv_listener_close(srv->control);

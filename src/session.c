@@ -248,6 +248,26 @@ pv_session_is_connected(const pv_session_t *s)
     return s->c2s != NULL;
 }
 
+pv_session_t *
+pv_session_lookup(pv_server_t *srv, const pv_jid_t *full)
+{
+    pv_session_t *s = pv_session_find(srv, full);
+
+    return s != NULL && !s->closing ? s : NULL;
+}
+
+void
+pv_session_fanout(pv_session_t *s, pv_stanza_t *st)
+{
+    if (pv_node_attr(st->root, "to") != NULL) {
+        pv_log(PV_LOG_ERROR, "session", "pv_session_fanout: a stanza "
+               "with a to attribute; not sent");
+        return;
+    }
+    st->readdress = 1;
+    pv_session_send(s, st);
+}
+
 size_t
 pv_session_send_room(const pv_session_t *s)
 {

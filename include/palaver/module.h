@@ -141,6 +141,16 @@ int pv_session_is_available(const pv_session_t *s);
 uint64_t pv_session_last_active(const pv_session_t *s);
 /* Queues st for the session's client; borrows st (takes its own ref). */
 void pv_session_send(pv_session_t *s, pv_stanza_t *st);
+/* The bound local session of a full JID, or NULL. Borrowed: do not keep
+ * it across loop turns. */
+pv_session_t *pv_session_lookup(pv_server_t *srv, const pv_jid_t *full);
+/* Fan-out without copies (DESIGN.md §3): sends one shared stanza to a
+ * local session, written with to='the session's full JID'. st must have
+ * no 'to' attribute and must not change once sent; it is delivered to
+ * the session directly (the destination's stanza hooks do not run), so
+ * use it for what needs none of them: groupchat messages to occupants.
+ * Borrows st. */
+void pv_session_fanout(pv_session_t *s, pv_stanza_t *st);
 /* Ends the session with a stream error (NULL: a clean </stream>). */
 void pv_session_close(pv_session_t *s, const char *condition);
 

@@ -36,6 +36,9 @@ typedef struct pv_stanza_s {
                                  * then); must live in arena */
     char *wire;                 /* cached serialisation, malloc'd */
     size_t wire_len;
+    int readdress;              /* written to each session with to= that
+                                 * session's full JID (pv_session_fanout):
+                                 * the tree itself has no to */
 } pv_stanza_t;
 
 /* New stanza, refs 1, for root (which must live in arena). Takes ownership

@@ -1235,7 +1235,7 @@ implicit_components(load_t *L)
             sc->group = NULL;
             sc->name = name;
             sc->nested = 1;
-            sc->component_module = mod;
+            sc->component_module = pv_arena_strdup(L->a, mod);
             sc->mods = pv_arena_calloc(L->tmp, sizeof(char *));
             sc->mods[0] = mod;
             sc->n_mods = 1;

@@ -2,7 +2,9 @@
  * "https"): connections, keep-alive, limits, responses, CORS, access log,
  * the route table other parts register handlers in, protocol upgrades
  * (WebSocket), deferred answers (BOSH), and the built-in routes
- * (/metrics, XEP-0156 host-meta). Parsing is http_parse.c's; XMPP over
+ * (/metrics, XEP-0156 host-meta); the module-facing part (routes per
+ * domain, files streamed to and from disk) is declared in
+ * <palaver/http.h>. Parsing is http_parse.c's; XMPP over
  * WebSocket is websocket_c2s.c's, over BOSH bosh.c's.
  * Loop thread only. */
 #ifndef PV_HTTP_H
@@ -12,6 +14,7 @@
 #include <stdint.h>
 
 #include <palaver/defs.h>
+#include <palaver/http.h>
 
 #include "conn.h"
 #include "http_parse.h"
@@ -19,20 +22,6 @@
 struct pv_server_s;
 
 typedef struct pv_http_s pv_http_t;
-/* One HTTP connection and the request it is answering. */
-typedef struct pv_http_req_s pv_http_req_t;
-
-/* Called once a request has been read whole (head and body). The handler
- * answers before returning (pv_http_respond(), pv_http_upgrade()) or
- * defers (pv_http_defer()); a request left unanswered gets 500.
- * Everything borrowed from r is valid only during the call. */
-typedef void (*pv_http_handler_fn)(void *arg, pv_http_req_t *r);
-
-/* Route flags */
-#define PV_HTTP_CORS 0x1   /* Access-Control-Allow-Origin: * and answers
-                            * to CORS preflights (OPTIONS) */
-#define PV_HTTP_EXACT 0x2  /* path must equal the prefix */
-
 /* The HTTP service of srv (no listener yet: server.c binds them and
  * hands accepted connections to pv_http_accept*). Registers the built-in
  * routes. Aborts on OOM. */
@@ -64,38 +53,9 @@ void pv_http_unroute(pv_http_t *h, void *arg);
 
 /* The parsed head, borrowed (see http_parse.h). */
 const pv_http_request_t *pv_http_req_head(const pv_http_req_t *r);
-/* The percent-decoded path ("/xmpp-websocket"), NUL-terminated. */
-const char *pv_http_req_path(const pv_http_req_t *r);
-/* The body read so far (whole at handler time); may be empty. */
-const char *pv_http_req_body(const pv_http_req_t *r, size_t *len);
-const char *pv_http_req_peer_ip(const pv_http_req_t *r);
-/* True when the request came over TLS that palaverd terminates. */
-int pv_http_req_is_tls(const pv_http_req_t *r);
 /* The underlying connection (for TLS facts); borrowed. */
 pv_conn_t *pv_http_req_conn(const pv_http_req_t *r);
 struct pv_server_s *pv_http_req_server(const pv_http_req_t *r);
-
-/* Adds a response header line (name and value copied; no CR/LF
- * allowed: such a header is dropped). Call before responding. */
-void pv_http_add_header(pv_http_req_t *r, const char *name,
-                        const char *value);
-/* Sends the response: status line, Content-Length, Content-Type (when
- * not NULL), CORS when the route asked for it, added headers, then body
- * (not for HEAD, 204 and 304). body is copied. Logs the access line.
- * A second call for the same request is ignored. */
-void pv_http_respond(pv_http_req_t *r, int status, const char *content_type,
-                     const void *body, size_t len);
-/* Answers later: the handler returns without responding and calls
- * pv_http_respond() on r afterwards (from any loop callback). Reading
- * the connection pauses meanwhile and the request timeout is off, so the
- * caller bounds the wait. If the connection closes first, gone(arg, r)
- * is called and r is invalid after it returns. Bytes pipelined behind a
- * deferred request are dropped and the connection closes after its
- * answer. */
-typedef void (*pv_http_gone_fn)(void *arg, pv_http_req_t *r);
-void pv_http_defer(pv_http_req_t *r, pv_http_gone_fn gone, void *arg);
-/* A short text/plain response with the reason phrase as its body. */
-void pv_http_respond_status(pv_http_req_t *r, int status);
 
 /* Sends 101 Switching Protocols with the added headers and hands the
  * connection over: from now on h (borrowed, must outlive the
@@ -112,6 +72,14 @@ pv_conn_t *pv_http_upgrade(pv_http_req_t *r, const pv_conn_handler_t *h,
  * "fd00::/8"). IPv4-mapped IPv6 addresses match IPv4 entries. Malformed
  * entries never match. */
 int pv_http_ip_allowed(const char *ip, char *const *allow);
+
+/* The host part of a Host header value ("Upload.Example.org:5281" ->
+ * "upload.example.org", "[::1]:80" -> "[::1]"), lower-cased, a trailing
+ * dot removed, into buf (size bytes). NULL when host is NULL, empty,
+ * malformed (characters outside letters, digits, '.', '-', a bad port or
+ * bracket) or does not fit. */
+const char *pv_http_host_normalize(const char *host, char *buf,
+                                   size_t size);
 
 /* Number of open HTTP connections (not counting upgraded ones). */
 size_t pv_http_n_conns(const pv_http_t *h);

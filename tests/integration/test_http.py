@@ -268,6 +268,26 @@ def metrics_move_with_traffic():
     check(metric(after, 'palaver_http_requests_total') >
           metric(before, 'palaver_http_requests_total'),
           'http requests did not move')
+    # the commit latency histogram: cumulative buckets ending in +Inf,
+    # count equal to +Inf, and it moved with the commits above
+    buckets = sorted((float(dict(k[1])['le']), v) for k, v in after.items()
+                     if k[0] == 'palaver_storage_commit_seconds_bucket'
+                     and dict(k[1])['le'] != '+Inf')
+    inf = metric(after, 'palaver_storage_commit_seconds_bucket', le='+Inf')
+    check(len(buckets) >= 5, 'histogram buckets: %s' % buckets)
+    check(all(buckets[i][1] <= buckets[i + 1][1]
+              for i in range(len(buckets) - 1)) and buckets[-1][1] <= inf,
+          'buckets not cumulative: %s' % buckets)
+    check_eq(metric(after, 'palaver_storage_commit_seconds_count'), inf,
+             'histogram count')
+    check(inf > metric(before, 'palaver_storage_commit_seconds_bucket',
+                       le='+Inf'), 'commit histogram did not move')
+    check(metric(after, 'palaver_storage_commit_seconds_sum') > 0,
+          'histogram sum')
+    check(metric(after, 'palaver_storage_queue_depth') >= 0,
+          'queue depth gauge')
+    check(metric(after, 'palaver_connections', kind='s2s_in') == 0,
+          's2s gauge')
     a.close()
     b.close()
 

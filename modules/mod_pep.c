@@ -4,8 +4,11 @@
  * purge, member affiliations), access models open/presence/roster/
  * whitelist, notifications to the resources whose XEP-0115 caps say
  * NODE+notify, last items on available presence and on subscription
- * approval, node configs and items kept in LMDB. Explicit XEP-0060
- * subscriptions and the generic pubsub service are not this file's. */
+ * approval, node configs and items kept in LMDB, pubsub#item_expire
+ * enforced by the server (an expiry index swept by a timer, retractions
+ * sent as for a retract), status updates (XEP-0501 stories plus the text
+ * posts of doc/status.md). Explicit XEP-0060 subscriptions and the
+ * generic pubsub service are not this file's. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +31,9 @@
 #define NS_INFO "http://jabber.org/protocol/disco#info"
 #define NS_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_ROW "urn:palaver:pep:0"
+#define NS_ATOM "http://www.w3.org/2005/Atom"
+#define NS_STORIES "urn:xmpp:pubsub-social-feed:stories:0"
+#define NS_STATUS "urn:palaver:status:0"   /* doc/status.md */
 
 #define PEP_FORMAT 1          /* first byte of every row */
 #define PEP_NODE_MAX 256      /* bytes of a node name (the key limit) */
@@ -35,6 +41,8 @@
 #define PEP_CAPS_MAX 4096     /* cached caps hashes per host */
 #define PEP_REMOTE_MAX 10000  /* remote full JIDs remembered per host */
 #define PEP_CAPS_RETRY_MS 30000
+#define PEP_SWEEP_BATCH 256   /* expired items handled per timer run */
+#define PEP_SWEEP_MAX_MS 3600000u /* re-check at least hourly (clock) */
 
 enum { ACC_OPEN, ACC_PRESENCE, ACC_ROSTER, ACC_WHITELIST };
 enum { SEND_NEVER, SEND_ON_SUB, SEND_ON_SUB_AND_PRESENCE };
@@ -47,6 +55,9 @@ typedef struct {
     size_t max_item_size;     /* PV_SIZE_OFF: no limit */
     long long max_items;      /* cap of max_items; PV_COUNT_OFF: none */
     long long max_nodes;      /* per account; PV_COUNT_OFF: none */
+    pv_duration_t status_expire; /* default item_expire of the stories
+                                  * node (ms); PV_DURATION_OFF: none */
+    pv_duration_t expire_max; /* largest item_expire (ms); OFF: none */
 } pep_conf_t;
 
 /* --- string vectors ------------------------------------------------- */
@@ -130,6 +141,7 @@ typedef struct {
     int deliver_payloads;
     long long item_expire;    /* seconds; 0: never */
     char *title;
+    char *type;               /* pubsub#type (XEP-0472 profiles) */
     strv_t groups;            /* roster_groups_allowed */
 } pep_cfg_t;
 
@@ -144,6 +156,7 @@ typedef struct {
 #define F_EXPIRE 0x080u
 #define F_TITLE 0x100u
 #define F_GROUPS 0x200u
+#define F_TYPE 0x400u
 
 static void
 cfg_default(pep_cfg_t *c)
@@ -164,6 +177,8 @@ cfg_free(pep_cfg_t *c)
 {
     free(c->title);
     c->title = NULL;
+    free(c->type);
+    c->type = NULL;
     strv_free(&c->groups);
 }
 
@@ -172,7 +187,56 @@ cfg_copy(pep_cfg_t *dst, const pep_cfg_t *src)
 {
     *dst = *src;
     dst->title = src->title ? pv_xstrdup(src->title) : NULL;
+    dst->type = src->type ? pv_xstrdup(src->type) : NULL;
     strv_copy(&dst->groups, &src->groups);
+}
+
+static int
+is_stories(const char *node)
+{
+    return strcmp(node, NS_STORIES) == 0;
+}
+
+/* The stories node's default item_expire in seconds: pep_status_expire
+ * capped by pep_item_expire_max; 0 when both are off. */
+static long long
+status_expire_s(const pep_conf_t *conf)
+{
+    pv_duration_t d = conf->status_expire;
+
+    if (conf->expire_max != PV_DURATION_OFF &&
+        (d == PV_DURATION_OFF || d > conf->expire_max))
+        d = conf->expire_max;
+    if (d == PV_DURATION_OFF)
+        return 0;
+    return d < 1000 ? 1 : (long long)(d / 1000);
+}
+
+/* The configuration a new node called name starts from: XEP-0501 §3
+ * for the stories node (presence access, its pubsub#type, as many items
+ * as pep_max_items allows, and the server's status expiry), the PEP
+ * defaults for every other node. */
+static void
+cfg_default_for(pep_cfg_t *c, const char *name, const pep_conf_t *conf)
+{
+    cfg_default(c);
+    if (name == NULL || !is_stories(name))
+        return;
+    c->max_items = -1;
+    c->item_expire = status_expire_s(conf);
+    c->type = pv_xstrdup(NS_STORIES);
+}
+
+/* Rules a node's whole configuration must follow whichever way it was
+ * set (create, configure, publish-options): status updates expire when
+ * the server has a status expiry at all (doc/status.md). */
+static int
+cfg_valid_for(const pep_cfg_t *c, const char *name, const pep_conf_t *conf)
+{
+    if (is_stories(name) && c->item_expire == 0 &&
+        status_expire_s(conf) > 0)
+        return 0;
+    return 1;
 }
 
 static size_t
@@ -283,12 +347,21 @@ cfg_apply_form(pep_cfg_t *c, const pep_conf_t *conf, const pv_node_t *x,
                 n = 0;
             else if (parse_count(val, 0, &n) != PV_OK)
                 return PV_ERROR;
+            /* larger than the server enforces: refused, not clamped, so
+             * that publish-options fail visibly (XEP-0223 §4) */
+            if (n > 1000000000LL || (conf->expire_max != PV_DURATION_OFF &&
+                                    (uint64_t)n * 1000u > conf->expire_max))
+                return PV_ERROR;
             c->item_expire = n;
             *mask |= F_EXPIRE;
         } else if (strcmp(var, "pubsub#title") == 0) {
             free(c->title);
             c->title = *val ? pv_xstrdup(val) : NULL;
             *mask |= F_TITLE;
+        } else if (strcmp(var, "pubsub#type") == 0) {
+            free(c->type);
+            c->type = *val ? pv_xstrdup(val) : NULL;
+            *mask |= F_TYPE;
         } else if (strcmp(var, "pubsub#roster_groups_allowed") == 0) {
             strv_free(&c->groups);
             for (v = pv_node_child(f, "value", NS_DATA); v != NULL;
@@ -337,6 +410,9 @@ cfg_meets(const pep_cfg_t *node, const pep_cfg_t *want, unsigned mask,
         return 0;
     if ((mask & F_GROUPS) && !strv_equal_set(&node->groups, &want->groups))
         return 0;
+    if ((mask & F_TYPE) && strcmp(node->type ? node->type : "",
+                                  want->type ? want->type : ""))
+        return 0;
     return 1;
 }
 
@@ -380,6 +456,7 @@ cfg_form(pv_arena_t *a, pv_node_t *parent, const pep_cfg_t *c)
     pv_node_set_attr(a, x, "type", "form");
     form_field(a, x, "FORM_TYPE", "hidden", NULL, NS_NODE_CONFIG);
     form_field(a, x, "pubsub#title", "text-single", "Title", c->title);
+    form_field(a, x, "pubsub#type", "text-single", "Payload type", c->type);
     form_field(a, x, "pubsub#access_model", "list-single", "Access model",
                access_names[c->access]);
     form_options(a, x, access_names);
@@ -476,6 +553,10 @@ typedef struct {
     pv_host_t *h;
     pv_store_t *nodes_st;
     pv_store_t *items_st;
+    pv_store_t *expiry_st;    /* NULL: expiry only hides items */
+    pv_mtimer_t *timer;       /* the next expiry sweep, or NULL */
+    uint64_t timer_due_us;
+    int is_sweep_full;        /* the last sweep left due rows behind */
     pep_owner_t *owners;
     pep_caps_t *caps;
     size_t n_caps;
@@ -655,6 +736,8 @@ node_encode(const pep_node_t *n, pv_buf_t *b)
     pv_node_set_attr(a, r, "expire", num);
     if (n->cfg.title != NULL)
         pv_node_set_attr(a, r, "title", n->cfg.title);
+    if (n->cfg.type != NULL)
+        pv_node_set_attr(a, r, "type", n->cfg.type);
     for (i = 0; i < n->cfg.groups.n; i++)
         add_text_child(a, r, "group", n->cfg.groups.v[i]);
     for (i = 0; i < n->members.n; i++)
@@ -707,6 +790,8 @@ node_decode(const char *name, const void *val, size_t len)
     n->cfg.item_expire = strtoll(attr_or(r, "expire", "0"), NULL, 10);
     if (pv_node_attr(r, "title") != NULL)
         n->cfg.title = pv_xstrdup(pv_node_attr(r, "title"));
+    if (pv_node_attr(r, "type") != NULL)
+        n->cfg.type = pv_xstrdup(pv_node_attr(r, "type"));
     for (c = r->children; c != NULL; c = c->next) {
         if (c->name == NULL)
             continue;
@@ -793,34 +878,84 @@ now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* A stored item: the <item/> element in arena, or NULL when absent (not
- * committed yet, or expired, or damaged). */
+/* When an item published at ts_us (µs) on n expires; 0: never. */
+static uint64_t
+item_due(const pep_node_t *n, uint64_t ts_us)
+{
+    if (n->cfg.item_expire <= 0)
+        return 0;
+    return ts_us + (uint64_t)n->cfg.item_expire * 1000000u;
+}
+
+/* A stored item: the <item/> element in arena with its publish time in
+ * *ts, or NULL when absent (not committed yet, or damaged). Expired items
+ * are returned too: item_read() is the reader for answers. */
 static pv_node_t *
-item_read(pep_host_t *ph, const char *user, const pep_node_t *n,
-          const char *id, pv_arena_t *a)
+item_row(pep_host_t *ph, const char *user, const pep_node_t *n,
+         const char *id, pv_arena_t *a, uint64_t *ts)
 {
     char *key = item_key(n->name, id);
     void *val = NULL;
     size_t len = 0;
     pv_node_t *row, *item = NULL;
 
+    *ts = 0;
     if (pv_store_get(ph->items_st, pv_host_name(ph->h), user, key, &val,
                      &len) == PV_OK && len > 1 &&
         *(uint8_t *)val == PEP_FORMAT) {
         row = pv_node_unpack(a, (uint8_t *)val + 1, len - 1, NULL);
         if (row != NULL)
             item = pv_node_child(row, "item", NULL);
-        if (item != NULL && n->cfg.item_expire > 0) {
-            uint64_t ts = strtoull(attr_or(row, "ts", "0"), NULL, 10);
-            if (ts + (uint64_t)n->cfg.item_expire * 1000000u < now_us())
-                item = NULL;
-        }
-        if (item != NULL)
+        if (item != NULL) {
+            *ts = strtoull(attr_or(row, "ts", "0"), NULL, 10);
             pv_node_remove(item);
+        }
     }
     free(val);
     free(key);
     return item;
+}
+
+/* The publish time of a stored item, 0 when it cannot be read. */
+static uint64_t
+item_ts(pep_host_t *ph, const char *user, const pep_node_t *n,
+        const char *id)
+{
+    pv_arena_t *a = pv_arena_new(1024);
+    uint64_t ts = 0;
+
+    item_row(ph, user, n, id, a, &ts);
+    pv_arena_free(a);
+    return ts;
+}
+
+/* A stored item for an answer or a notification: NULL also once it is
+ * past its pubsub#item_expire, even before the sweep removed it, so an
+ * expired status is never served. */
+static pv_node_t *
+item_read(pep_host_t *ph, const char *user, const pep_node_t *n,
+          const char *id, pv_arena_t *a)
+{
+    uint64_t ts, due;
+    pv_node_t *item = item_row(ph, user, n, id, a, &ts);
+
+    due = item_due(n, ts);
+    if (item != NULL && due != 0 && due <= now_us())
+        return NULL;
+    return item;
+}
+
+/* Is the item still to be shown (stored and not past its expiry)? */
+static int
+item_live(pep_host_t *ph, const char *user, const pep_node_t *n,
+          const char *id)
+{
+    uint64_t ts;
+
+    if (n->cfg.item_expire <= 0)
+        return 1;
+    ts = item_ts(ph, user, n, id);
+    return ts != 0 && item_due(n, ts) > now_us();
 }
 
 /* --- pending writes ---------------------------------------------------
@@ -841,13 +976,15 @@ typedef struct {
 
 static void op_finish(pep_op_t *op);
 
+/* An operation for a request (ev) or, ev NULL, one the server does on
+ * its own (an expiry): then there is nobody to answer. */
 static pep_op_t *
 op_new(pep_host_t *ph, pv_event_t *ev, const char *user)
 {
     pep_op_t *op = pv_xcalloc(1, sizeof(*op));
 
     op->ph = ph_ref(ph);
-    op->req = pv_stanza_ref(ev->stanza);
+    op->req = ev != NULL ? pv_stanza_ref(ev->stanza) : NULL;
     op->user = pv_xstrdup(user);
     return op;
 }
@@ -903,6 +1040,75 @@ op_delete_item(pep_op_t *op, const char *node, const char *id)
 
     op_delete(op, op->ph->items_st, key);
     free(key);
+}
+
+/* --- expiry index -----------------------------------------------------
+ * pep.expiry (ARCHIVE, host-level rows: user ""): one row per stored
+ * item of a node with pubsub#item_expire, at the item's expiry time, so
+ * that the sweep reads only the rows that are due and never scans items.
+ * The row id is the SHA-256 (hex) of "owner\0node\0id": an item has one
+ * row, found again without knowing its time. Value: "owner\0node\0id".
+ * Rows outlive what they index only briefly (an account deleted, a row
+ * damaged): the sweep drops such leftovers when they fall due. */
+
+static void expiry_schedule(pep_host_t *ph, uint64_t due_us);
+
+static void
+expiry_id(const char *user, const char *node, const char *id, char *out)
+{
+    pv_buf_t b = { 0 };
+    unsigned char dg[EVP_MAX_MD_SIZE];
+    unsigned int len = 0, i;
+
+    pv_buf_append(&b, user, strlen(user) + 1);
+    pv_buf_append(&b, node, strlen(node) + 1);
+    pv_buf_append(&b, id, strlen(id));
+    EVP_Digest(b.data, b.len, dg, &len, EVP_sha256(), NULL);
+    pv_buf_free(&b);
+    for (i = 0; i < len && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", dg[i]);
+    out[2 * i] = '\0';
+}
+
+static void
+op_index_del(pep_op_t *op, const char *node, const char *id)
+{
+    char hid[65];
+
+    if (op->ph->expiry_st == NULL)
+        return;
+    expiry_id(op->user, node, id, hid);
+    op->n_left++;
+    if (pv_store_archive_delete_id(op->ph->expiry_st,
+                                   pv_host_name(op->ph->h), "", hid,
+                                   op_done, op) != PV_OK)
+        op->n_left--;     /* nothing indexed under a key that long */
+}
+
+/* Indexes an item due at due_us; an older row of the same item must have
+ * been deleted first (op_index_del: writes commit in order). */
+static void
+op_index_add(pep_op_t *op, const char *node, const char *id,
+             uint64_t due_us)
+{
+    char hid[65];
+    pv_buf_t v = { 0 };
+
+    if (op->ph->expiry_st == NULL)
+        return;
+    expiry_id(op->user, node, id, hid);
+    pv_buf_append(&v, op->user, strlen(op->user) + 1);
+    pv_buf_append(&v, node, strlen(node) + 1);
+    pv_buf_append(&v, id, strlen(id));
+    op->n_left++;
+    if (pv_store_archive_append(op->ph->expiry_st, pv_host_name(op->ph->h),
+                                "", due_us, hid, v.data, v.len, op_done,
+                                op) != PV_OK) {
+        op->n_left--;
+        op->has_failed = 1;
+    }
+    pv_buf_free(&v);
+    expiry_schedule(op->ph, due_us);
 }
 
 static void
@@ -1299,15 +1505,12 @@ access_for(pv_host_t *h, const char *user, const pep_node_t *n,
 
 /* --- replies ----------------------------------------------------------- */
 
+/* Answers by the request's address: a local session, or (ev->origin
+ * NULL) a remote contact over s2s (session3 core: pv_event_reply). */
 static void
 reply(pv_event_t *ev, pv_stanza_t *st)
 {
-    if (ev->origin != NULL) {
-        pv_event_reply(ev, st);
-    } else {
-        pv_host_route(ev->host, st);
-        pv_stanza_unref(st);
-    }
+    pv_event_reply(ev, st);
 }
 
 /* An error with an optional XEP-0060 pubsub#errors condition. */
@@ -1841,8 +2044,9 @@ op_finish(pep_op_t *op)
 
     if (!ph->is_dead) {
         if (op->has_failed) {
-            pv_stanza_t *err = pv_stanza_error(op->req, PV_ERR_WAIT,
-                                               "internal-server-error", NULL);
+            pv_stanza_t *err = op->req == NULL ? NULL :
+                pv_stanza_error(op->req, PV_ERR_WAIT,
+                                "internal-server-error", NULL);
             pv_log(PV_LOG_ERROR, "mod_pep", "storing a change of %s@%s "
                    "failed", op->user, pv_host_name(ph->h));
             if (err != NULL) {
@@ -1873,10 +2077,209 @@ op_finish(pep_op_t *op)
     free(op);
 }
 
-/* Drops the oldest items beyond max_items (XEP-0060 §7.1: the oldest go
- * first when a node is full). */
+/* --- expiry (pubsub#item_expire enforced by the server) ----------------
+ * One one-shot timer per host, armed for the earliest due row of
+ * pep.expiry. A sweep takes the due rows (at most PEP_SWEEP_BATCH), and
+ * for each item still stored and really past its expiry does what a
+ * retract by the owner does: row and id gone, node saved, and after the
+ * commit a <retract/> to every resource that would get a notification of
+ * the node now (same access rules, notify_retract). Once its writes are
+ * committed it arms the timer for what is left; the first sweep runs at
+ * host start, so items that expired while the server was down go then. */
+
+typedef struct {
+    char *user, *node, *id;
+} due_t;
+
+typedef struct {
+    due_t *v;
+    size_t n;
+} due_list_t;
+
+static int
+collect_due(uint64_t ts_us, const char *id, const void *val, size_t len,
+            void *arg)
+{
+    due_list_t *l = arg;
+    const char *p = val, *end = p + len, *node, *item;
+    due_t *d;
+
+    (void)ts_us;
+    (void)id;
+    node = memchr(p, '\0', len);
+    item = node ? memchr(node + 1, '\0', (size_t)(end - node - 1)) : NULL;
+    if (item == NULL)
+        return 0;     /* damaged: left for nobody; cannot be named */
+    l->v = pv_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+    d = &l->v[l->n++];
+    d->user = pv_xstrdup(p);
+    d->node = pv_xstrdup(node + 1);
+    d->id = pv_xstrndup(item + 1, (size_t)(end - item - 1));
+    return 0;
+}
+
+/* Is h still the host serving its domain? A reload replaces hosts and
+ * cancels the old ones' timers: a retired host arms none. */
+static int
+host_current(const pep_host_t *ph)
+{
+    return pv_host_find(pv_host_server(ph->h), pv_host_name(ph->h)) ==
+           ph->h;
+}
+
+static void expiry_sweep(void *arg);
+
 static void
-trim_items(pep_op_t *op, pep_node_t *n, const pep_conf_t *conf)
+expiry_arm(pep_host_t *ph, uint64_t ms)
+{
+    if (ms > PEP_SWEEP_MAX_MS)
+        ms = PEP_SWEEP_MAX_MS;
+    ph->timer = pv_module_timer(ph->m, ph->h, ms, 0, expiry_sweep, ph);
+    ph->timer_due_us = now_us() + ms * 1000u;
+}
+
+/* Makes sure a sweep runs by due_us (µs, wall clock). */
+static void
+expiry_schedule(pep_host_t *ph, uint64_t due_us)
+{
+    uint64_t now = now_us();
+
+    if (ph->is_dead || ph->expiry_st == NULL)
+        return;
+    if (!host_current(ph)) {
+        ph->timer = NULL;   /* freed by the core with the host's timers */
+        return;
+    }
+    if (ph->timer != NULL && ph->timer_due_us <= due_us)
+        return;
+    if (ph->timer != NULL)
+        pv_module_timer_cancel(ph->timer);
+    /* +1 ms: a timer firing early would find the row not yet due */
+    expiry_arm(ph, due_us > now ? (due_us - now) / 1000u + 1 : 0);
+}
+
+static int
+first_due(uint64_t ts_us, const char *id, const void *val, size_t len,
+          void *arg)
+{
+    (void)id;
+    (void)val;
+    (void)len;
+    *(uint64_t *)arg = ts_us;
+    return 1;
+}
+
+static void
+sweep_committed(void *arg, int rc)
+{
+    pep_host_t *ph = arg;
+    pv_archive_query_t q;
+    uint64_t due = 0, now = now_us();
+
+    (void)rc;
+    if (!ph->is_dead && host_current(ph)) {
+        memset(&q, 0, sizeof(q));
+        q.limit = 1;
+        pv_store_archive_query(ph->expiry_st, pv_host_name(ph->h), "", &q,
+                               first_due, &due, NULL);
+        /* rows still due: the next batch at once after a full sweep;
+         * otherwise they could not be removed (or their item is not
+         * committed yet): retry later, not in a busy loop */
+        if (due != 0)
+            expiry_schedule(ph, due > now ? due :
+                                ph->is_sweep_full ? now : now + 1000000u);
+    }
+    ph_unref(ph);
+}
+
+/* The retraction of an expired item, as do_retract builds it. */
+static pv_stanza_t *
+retract_event(pep_host_t *ph, const char *user, const char *node,
+              const char *id)
+{
+    pv_node_t *evn, *items;
+    pv_stanza_t *st = event_new(ph, user, &evn);
+
+    items = pv_node_new(st->arena, "items", NULL, evn);
+    pv_node_set_attr(st->arena, items, "node", node);
+    pv_node_set_attr(st->arena, pv_node_new(st->arena, "retract", NULL,
+                                            items), "id", id);
+    pv_stanza_touch(st);
+    return st;
+}
+
+static void
+expire_one(pep_host_t *ph, const due_t *d, uint64_t now)
+{
+    pep_op_t *op = op_new(ph, NULL, d->user);
+    pep_node_t *n = NULL;
+    uint64_t ts, due;
+    long idx = -1;
+
+    if (pv_user_exists(ph->h, d->user))
+        n = node_find(owner_get(ph, d->user), d->node);
+    if (n != NULL)
+        idx = strv_find(&n->ids, d->id);
+    if (n == NULL || idx < 0 || n->cfg.item_expire <= 0) {
+        op_index_del(op, d->node, d->id);     /* a leftover row */
+    } else if ((ts = item_ts(ph, d->user, n, d->id)) == 0) {
+        /* listed but not readable: a publish not committed yet; the
+         * next sweep sees it */
+    } else if ((due = item_due(n, ts)) > now) {
+        /* the row lags the item (republished, reconfigured): move it */
+        op_index_del(op, d->node, d->id);
+        op_index_add(op, d->node, d->id, due);
+    } else {
+        pv_log(PV_LOG_DEBUG, "mod_pep", "item %s of %s on %s@%s expired",
+               d->id, d->node, d->user, pv_host_name(ph->h));
+        op->node = pv_xstrdup(d->node);
+        op_delete_item(op, d->node, d->id);
+        op_index_del(op, d->node, d->id);
+        strv_remove_at(&n->ids, (size_t)idx);
+        op_save_node(op, n);
+        if (n->cfg.notify_retract)
+            op->event = retract_event(ph, d->user, d->node, d->id);
+    }
+    op_submit(op);
+}
+
+static void
+expiry_sweep(void *arg)
+{
+    pep_host_t *ph = arg;
+    pv_archive_query_t q;
+    due_list_t l = { NULL, 0 };
+    uint64_t now = now_us();
+    size_t i;
+
+    ph->timer = NULL;         /* one-shot: the core freed it */
+    ph->timer_due_us = 0;
+    if (ph->is_dead || ph->expiry_st == NULL || !host_current(ph))
+        return;
+    memset(&q, 0, sizeof(q));
+    q.end_us = now;
+    q.limit = PEP_SWEEP_BATCH;
+    /* collect first: the store's read callbacks must not write */
+    if (pv_store_archive_query(ph->expiry_st, pv_host_name(ph->h), "", &q,
+                               collect_due, &l, NULL) != PV_OK)
+        pv_log(PV_LOG_ERROR, "mod_pep", "%s: reading pep.expiry failed",
+               pv_host_name(ph->h));
+    ph->is_sweep_full = l.n >= PEP_SWEEP_BATCH;
+    for (i = 0; i < l.n; i++) {
+        expire_one(ph, &l.v[i], now);
+        free(l.v[i].user);
+        free(l.v[i].node);
+        free(l.v[i].id);
+    }
+    free(l.v);
+    pv_host_after_commit(ph->h, sweep_committed, ph_ref(ph));
+}
+
+/* Drops the oldest items beyond max_items (XEP-0060 §7.1: the oldest go
+ * first when a node is full); has_index: their expiry rows too. */
+static void
+trim_items(pep_op_t *op, pep_node_t *n, const pep_conf_t *conf,
+           int has_index)
 {
     size_t max = eff_max_items(conf, n->cfg.max_items);
 
@@ -1884,8 +2287,87 @@ trim_items(pep_op_t *op, pep_node_t *n, const pep_conf_t *conf)
         max = 0;
     while (n->ids.n > max) {
         op_delete_item(op, n->name, n->ids.v[0]);
+        if (has_index)
+            op_index_del(op, n->name, n->ids.v[0]);
         strv_remove_at(&n->ids, 0);
     }
+}
+
+static int
+is_hex_colour(const char *s)
+{
+    size_t i;
+
+    if (s == NULL)
+        return 1;
+    if (s[0] != '#' || strlen(s) != 7)
+        return 0;
+    for (i = 1; i < 7; i++)
+        if (strchr("0123456789abcdefABCDEF", s[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+static int
+has_prefix(const char *s, const char *prefix)
+{
+    return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0 &&
+           s[strlen(prefix)] != '\0';
+}
+
+/* XEP-0501 §3 and doc/status.md: a status is an Atom entry with exactly
+ * one media enclosure (a photo or video by its HTTP URL), or a text post:
+ * no enclosure, a non-empty text <content/> and the Palaver <text-style/>
+ * marker. Checked here so that every client can rely on the shape. */
+static int
+status_valid(const pv_node_t *entry, pv_arena_t *a)
+{
+    static const char *const fonts[] = { "sans-serif", "serif",
+                                         "monospace", "cursive",
+                                         "fantasy", NULL };
+    const pv_node_t *l, *enc = NULL, *content, *style;
+    const char *type, *font;
+    size_t n_enc = 0;
+    int i;
+
+    if (strcmp(entry->name, "entry") != 0 ||
+        strcmp(entry->xmlns, NS_ATOM) != 0)
+        return 0;
+    for (l = pv_node_child(entry, "link", NS_ATOM); l != NULL;
+         l = pv_node_next_child(entry, l, "link", NS_ATOM)) {
+        if (strcmp(attr_or(l, "rel", "alternate"), "enclosure") == 0) {
+            enc = l;
+            n_enc++;
+        }
+    }
+    style = pv_node_child(entry, "text-style", NS_STATUS);
+    if (n_enc == 1) {
+        type = pv_node_attr(enc, "type");
+        return style == NULL &&
+               (has_prefix(pv_node_attr(enc, "href"), "https://") ||
+                has_prefix(pv_node_attr(enc, "href"), "http://")) &&
+               (has_prefix(type, "image/") || has_prefix(type, "video/"));
+    }
+    if (n_enc > 1 || style == NULL)
+        return 0;
+    content = pv_node_child(entry, "content", NS_ATOM);
+    if (content == NULL ||
+        pv_node_next_child(entry, content, "content", NS_ATOM) != NULL ||
+        strcmp(attr_or(content, "type", "text"), "text") != 0 ||
+        pv_node_first_element(content) != NULL ||
+        strspn(pv_node_text(content, a), " \t\r\n") ==
+            strlen(pv_node_text(content, a)))
+        return 0;
+    if (!is_hex_colour(pv_node_attr(style, "background")) ||
+        !is_hex_colour(pv_node_attr(style, "color")))
+        return 0;
+    font = pv_node_attr(style, "font");
+    if (font == NULL)
+        return 1;
+    for (i = 0; fonts[i] != NULL; i++)
+        if (strcmp(font, fonts[i]) == 0)
+            return 1;
+    return 0;
 }
 
 static const pv_node_t *
@@ -1944,6 +2426,8 @@ do_publish(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
     const char *id;
     char *key;
     long idx;
+    uint64_t ts = now_us();
+    int has_index;
 
     if (!valid_name(name, PEP_NODE_MAX))
         return pep_error(ev, PV_ERR_MODIFY, "bad-request", "nodeid-required",
@@ -1952,7 +2436,9 @@ do_publish(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
         return pep_error(ev, PV_ERR_MODIFY, "bad-request", "item-required",
                          NULL);
     if (pv_node_next_child(pub, item, "item", NS_PUBSUB) != NULL ||
-        element_count(item) != 1)
+        element_count(item) != 1 ||
+        (is_stories(name) &&
+         !status_valid(pv_node_first_element(item), a)))
         return pep_error(ev, PV_ERR_MODIFY, "bad-request", "invalid-payload",
                          NULL);
     id = pv_node_attr(item, "id");
@@ -1964,7 +2450,7 @@ do_publish(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
     /* the stored form is the item as subscribers get it */
     row = pv_node_new(a, "row", NS_ROW, NULL);
     pv_node_set_attr(a, row, "ts",
-                     pv_arena_printf(a, "%llu", (unsigned long long)now_us()));
+                     pv_arena_printf(a, "%llu", (unsigned long long)ts));
     stored = pv_node_new(a, "item", NS_PUBSUB, row);
     pv_node_set_attr(a, stored, "id", id);
     pv_node_append(stored, pv_node_copy(a, pv_node_first_element(item)));
@@ -1976,13 +2462,13 @@ do_publish(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
                          "payload-too-big", NULL);
     }
     n = node_find(o, name);
-    cfg_default(&want);
-    if (n != NULL) {
-        cfg_free(&want);
+    if (n != NULL)
         cfg_copy(&want, &n->cfg);
-    }
+    else
+        cfg_default_for(&want, name, conf);
     if (opts != NULL &&
         (cfg_apply_form(&want, conf, opts, &mask, a) != PV_OK ||
+         !cfg_valid_for(&want, name, conf) ||
          (n != NULL && !cfg_meets(&n->cfg, &want, mask, conf)))) {
         /* XEP-0223 §4, XEP-0060 §7.1.5 */
         cfg_free(&want);
@@ -2004,6 +2490,7 @@ do_publish(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
 
     op = op_new(ph, ev, o->user);
     op->node = pv_xstrdup(name);
+    has_index = n->cfg.item_expire > 0;
     if (n->cfg.persist) {
         idx = strv_find(&n->ids, id);
         if (idx >= 0)
@@ -2012,8 +2499,14 @@ do_publish(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
         key = item_key(name, id);
         op_put(op, ph->items_st, key, b.data, b.len);
         free(key);
+        if (has_index) {
+            /* a republished id lives for a new period */
+            if (idx >= 0)
+                op_index_del(op, name, id);
+            op_index_add(op, name, id, item_due(n, ts));
+        }
     }
-    trim_items(op, n, conf);
+    trim_items(op, n, conf, has_index);
     op_save_node(op, n);
     pv_buf_free(&b);
 
@@ -2063,6 +2556,8 @@ do_retract(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
     op = op_new(ph, ev, o->user);
     op->node = pv_xstrdup(name);
     op_delete_item(op, name, id);
+    if (n->cfg.item_expire > 0)
+        op_index_del(op, name, id);
     strv_remove_at(&n->ids, (size_t)idx);
     op_save_node(op, n);
     op->reply = pv_iq_result(ev->stanza);
@@ -2123,14 +2618,21 @@ do_items(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
                 pv_node_append(items, item);
         }
     } else {
-        /* §6.5.7: the newest max_items, oldest first */
-        if (max >= 0 && (size_t)max < n->ids.n)
-            first = n->ids.n - (size_t)max;
-        for (i = first; i < n->ids.n; i++) {
+        /* §6.5.7: the newest max_items, oldest first; expired items
+         * the sweep has not removed yet do not count */
+        pv_node_t **got = pv_xcalloc(n->ids.n + 1, sizeof(*got));
+        size_t n_got = 0;
+
+        for (i = n->ids.n; i-- > first;) {
+            if (max >= 0 && n_got >= (size_t)max)
+                break;
             item = item_read(ph, o->user, n, n->ids.v[i], st->arena);
             if (item != NULL)
-                pv_node_append(items, item);
+                got[n_got++] = item;
         }
+        while (n_got > 0)
+            pv_node_append(items, got[--n_got]);
+        free(got);
     }
     reply(ev, st);
     return PV_HANDLED;
@@ -2158,9 +2660,11 @@ do_create(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
         return pep_error(ev, PV_ERR_CANCEL, "conflict", NULL, NULL);
     if (!may_add_node(conf, o))
         return pep_error(ev, PV_ERR_WAIT, "resource-constraint", NULL, NULL);
-    cfg_default(&cfg);
-    if (x != NULL &&
-        cfg_apply_form(&cfg, conf, x, &mask, ev->stanza->arena) != PV_OK) {
+    cfg_default_for(&cfg, name, conf);
+    if ((x != NULL &&
+         cfg_apply_form(&cfg, conf, x, &mask, ev->stanza->arena) !=
+             PV_OK) ||
+        !cfg_valid_for(&cfg, name, conf)) {
         cfg_free(&cfg);
         return pep_error(ev, PV_ERR_MODIFY, "not-acceptable", NULL, NULL);
     }
@@ -2188,6 +2692,8 @@ do_configure(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
     pep_cfg_t cfg;
     unsigned mask;
     pep_op_t *op;
+    long long old_expire;
+    size_t i;
 
     if (!valid_name(name, PEP_NODE_MAX))
         return pep_error(ev, PV_ERR_MODIFY, "bad-request", "nodeid-required",
@@ -2215,14 +2721,29 @@ do_configure(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
     if (form_of(c) == NULL)
         return pep_error(ev, PV_ERR_MODIFY, "bad-request", NULL, NULL);
     cfg_copy(&cfg, &n->cfg);
-    if (cfg_apply_form(&cfg, conf, x, &mask, ev->stanza->arena) != PV_OK) {
+    if (cfg_apply_form(&cfg, conf, x, &mask, ev->stanza->arena) != PV_OK ||
+        !cfg_valid_for(&cfg, name, conf)) {
         cfg_free(&cfg);
         return pep_error(ev, PV_ERR_MODIFY, "not-acceptable", NULL, NULL);
     }
+    old_expire = n->cfg.item_expire;
     cfg_free(&n->cfg);
     n->cfg = cfg;
     op = op_new(ph, ev, o->user);
-    trim_items(op, n, conf);
+    trim_items(op, n, conf, old_expire > 0);
+    if (old_expire != n->cfg.item_expire) {
+        /* a new item_expire applies to the items already there too:
+         * their expiry is publish time + the node's current value */
+        for (i = 0; i < n->ids.n; i++) {
+            uint64_t ts = item_ts(ph, o->user, n, n->ids.v[i]);
+
+            if (old_expire > 0)
+                op_index_del(op, name, n->ids.v[i]);
+            if (n->cfg.item_expire > 0)
+                op_index_add(op, name, n->ids.v[i],
+                             item_due(n, ts != 0 ? ts : now_us()));
+        }
+    }
     op_save_node(op, n);
     op->reply = pv_iq_result(ev->stanza);
     op_submit(op);
@@ -2263,8 +2784,11 @@ do_delete(pv_event_t *ev, pep_host_t *ph, pep_owner_t *o,
         return pep_error(ev, PV_ERR_CANCEL, "item-not-found", NULL, NULL);
     op = op_new(ph, ev, o->user);
     op->node = pv_xstrdup(name);
-    for (i = 0; i < n->ids.n; i++)
+    for (i = 0; i < n->ids.n; i++) {
         op_delete_item(op, name, n->ids.v[i]);
+        if (n->cfg.item_expire > 0)
+            op_index_del(op, name, n->ids.v[i]);
+    }
     strv_free(&n->ids);
     if (is_purge) {
         op_save_node(op, n);
@@ -2436,6 +2960,7 @@ static const char *const pep_features[] = {
     NS_PUBSUB "#retrieve-affiliations",
     NS_PUBSUB "#retrieve-default",
     NS_PUBSUB "#retrieve-items",
+    NS_STATUS,    /* doc/status.md: item_expire enforced, text statuses */
     NULL
 };
 
@@ -2530,6 +3055,8 @@ pep_disco_items(pv_event_t *ev)
         }
         pv_node_set_attr(st->arena, q, "node", name);
         for (i = 0; i < n->ids.n; i++) {
+            if (!item_live(ph, o->user, n, n->ids.v[i]))
+                continue;
             it = pv_node_new(st->arena, "item", NULL, q);
             pv_node_set_attr(st->arena, it, "jid", ev->to->bare);
             pv_node_set_attr(st->arena, it, "name", n->ids.v[i]);
@@ -2625,6 +3152,30 @@ pep_roster_changed(pv_event_t *ev)
     return PV_PASS;
 }
 
+/* The expiry rows are host-level (user ""), so the core's removal of the
+ * account's rows does not reach them: drop them while the nodes are
+ * still readable. A re-created account of the same name then starts
+ * clean. */
+static pv_rc_t
+pep_user_deleting(pv_event_t *ev)
+{
+    pep_host_t *ph = pv_module_host_data(ev->module, ev->host);
+    pep_node_t *n;
+    pep_op_t *op;
+    size_t i;
+
+    if (ph == NULL || ph->nodes_st == NULL || ph->expiry_st == NULL ||
+        ev->user == NULL || ev->data != NULL)
+        return PV_PASS;
+    op = op_new(ph, NULL, ev->user);
+    for (n = owner_get(ph, ev->user)->nodes; n != NULL; n = n->next)
+        if (n->cfg.item_expire > 0)
+            for (i = 0; i < n->ids.n; i++)
+                op_index_del(op, n->name, n->ids.v[i]);
+    op_submit(op);
+    return PV_PASS;
+}
+
 static pv_rc_t
 pep_user_deleted(pv_event_t *ev)
 {
@@ -2657,12 +3208,17 @@ pep_host_init(pv_module_t *m, pv_host_t *h)
     ph->h = h;
     ph->nodes_st = pv_store_open(h, m, "nodes", PV_STORE_MAP);
     ph->items_st = pv_store_open(h, m, "items", PV_STORE_MAP);
+    ph->expiry_st = pv_store_open(h, m, "expiry", PV_STORE_ARCHIVE);
     if (ph->nodes_st == NULL || ph->items_st == NULL) {
         pv_log(PV_LOG_WARN, "mod_pep", "%s: no storage: PEP disabled",
                pv_host_name(h));
         ph->nodes_st = NULL;
+        ph->expiry_st = NULL;
     }
     pv_module_set_host_data(m, h, ph);
+    /* the first sweep removes what expired while the server was down */
+    if (ph->expiry_st != NULL)
+        expiry_arm(ph, 0);
     return PV_OK;
 }
 
@@ -2697,6 +3253,8 @@ static const pv_hook_t pep_hooks[] = {
       0 },
     { PV_EV_ROSTER_CHANGED, PV_TO_ANY, NULL, NULL, pep_roster_changed, 0,
       0 },
+    { PV_EV_USER_DELETING, PV_TO_ANY, NULL, NULL, pep_user_deleting, 0,
+      0 },
     { PV_EV_USER_DELETED, PV_TO_ANY, NULL, NULL, pep_user_deleted, 0, 0 },
     PV_HOOKS_END
 };
@@ -2708,6 +3266,10 @@ static const pv_directive_t pep_directives[] = {
       offsetof(pep_conf_t, max_items), "256", 1, 0, NULL },
     { "pep_max_nodes", PV_CTX_ANY, pv_conf_count_or_off,
       offsetof(pep_conf_t, max_nodes), "256", 0, 0, NULL },
+    { "pep_status_expire", PV_CTX_ANY, pv_conf_duration,
+      offsetof(pep_conf_t, status_expire), "1d", 1000, 0, NULL },
+    { "pep_item_expire_max", PV_CTX_ANY, pv_conf_duration,
+      offsetof(pep_conf_t, expire_max), "7d", 1000, 0, NULL },
     PV_DIRECTIVES_END
 };
 

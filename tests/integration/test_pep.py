@@ -6,7 +6,9 @@
 # XEP-0115 caps (two resources whose caps differ, and one whose caps
 # hash does not verify), last item on available presence, max_items
 # trimming, retract notifications, item size limit, configure/delete,
-# items surviving a restart and the rows going with the account.
+# items surviving a restart and the rows going with the account; and a
+# contact on another server (s2s between two palaverd): notifications,
+# last item, expiry retraction and item fetches both ways by address.
 # Raw clients answer the server's caps disco#info themselves.
 
 import base64
@@ -557,6 +559,113 @@ def rows_go_with_account():
     check(any(k[:2] == ('localhost', 'alice')
               for k in pvtest.store_keys(srv, 'pep.nodes')),
           "alice's rows went too")
+
+
+# --- federation (session 3: replies and notifications by address) ------------
+
+FED_A, FED_B = 'pa.example', 'pb.example'
+FED_ADDR = {FED_A: '127.0.0.40', FED_B: '127.0.0.41'}
+FED_PW = 'fed-pep-pw'
+
+
+def fed_pair():
+    """Two palaverd with mod_pep federating over s2s on their own loopback
+    addresses (tests/integration/s2s_helpers.py)."""
+    import atexit
+    import shutil
+    import tempfile
+    import s2s_helpers
+    mods = s2s_helpers.s2s_modules() + ['pep']
+    if pvtest.available_modules(mods) != mods:
+        pvtest.skip('roster/presence/pep not built')
+    ca = tempfile.mkdtemp(prefix='pvtest-pep-ca-')
+    atexit.register(shutil.rmtree, ca, True)
+    pvtest.make_ca(ca)
+    srvs = []
+    for dom, other, users in ((FED_A, FED_B, ('alice', 'dave')),
+                              (FED_B, FED_A, ('bob', 'tom'))):
+        srv = s2s_helpers.PalaverPeer(suite, dom, FED_ADDR[dom], ca,
+                                      {other: FED_ADDR[other]},
+                                      {u: FED_PW for u in users})
+        srv.modules = mods
+        srv.write_config()
+        srvs.append(srv)
+    for srv in srvs:
+        srv.start()
+    return srvs
+
+
+def fed_subscribe(x, xj, y, yj):
+    x.send("<presence type='subscribe' to='%s'/>" % yj)
+    expect(y, lambda e: e.tag == PRES and e.get('type') == 'subscribe',
+           timeout=10 * pvtest.time_factor(), what='subscribe from ' + xj)
+    y.send("<presence type='subscribed' to='%s'/>" % xj)
+    expect(x, lambda e: e.tag == PRES and e.get('type') == 'subscribed' and
+           e.get('from', '').split('/')[0] == yj,
+           timeout=10 * pvtest.time_factor(), what='subscribed from ' + yj)
+
+
+@suite.test
+def federated_contacts():
+    """A contact on another server gets notifications (also the last item
+    on presence and an expiry retraction) and fetches items by s2s; a
+    stranger there is refused; the other direction fetches too."""
+    a, b = fed_pair()
+    tf = pvtest.time_factor()
+    want = Caps(['urn:t:fed', 'urn:t:fedx'])
+    alice = a.login('alice', FED_PW, resource='fa')
+    alice.caps = None
+    alice.send('<presence/>')
+    check_ok(publish(alice, 'urn:t:fed', 'f1', 'before'), 'publish f1')
+    bob = b.login('bob', FED_PW, resource='fb')
+    bob.caps = want
+    bob.send('<presence/>')
+    fed_subscribe(bob, 'bob@' + FED_B, alice, 'alice@' + FED_A)
+    fed_subscribe(alice, 'alice@' + FED_A, bob, 'bob@' + FED_B)
+    # bob's presence (with caps) now reaches pa.example, which asks bob's
+    # client for its features across s2s and then sends the last item
+    bob.send('<presence>%s</presence>' % want.element())
+    ev = expect(bob, lambda e: e.tag == MSG and e.find(
+        './/{%s}items[@node="urn:t:fed"]' % NS_EVENT) is not None,
+        timeout=15 * tf, what='last item from pa.example')
+    check_eq(ev.get('from'), 'alice@' + FED_A, 'from of the remote event')
+    check_eq(ev.find('.//{%s}item' % NS_EVENT).get('id'), 'f1', 'last item')
+    check(getattr(bob, 'n_caps_queries', 0) >= 1, 'no caps query over s2s')
+    # items by s2s: answered to the remote full JID
+    r = iq(bob, "<iq type='get' to='alice@%s'><pubsub xmlns='%s'><items "
+           "node='urn:t:fed'/></pubsub></iq>" % (FED_A, NS_PUBSUB),
+           timeout=10 * tf)
+    check_eq(item_ids(r), ['f1'], 'remote fetch')
+    tom = b.login('tom', FED_PW, resource='ft')
+    check_err(iq(tom, "<iq type='get' to='alice@%s'><pubsub xmlns='%s'>"
+                 "<items node='urn:t:fed'/></pubsub></iq>" %
+                 (FED_A, NS_PUBSUB), timeout=10 * tf),
+              'not-authorized', 'presence-subscription-required',
+              'remote stranger')
+    # a publish is notified over s2s
+    check_ok(publish(alice, 'urn:t:fed', 'f2', 'live'), 'publish f2')
+    ev = expect(bob, lambda e: e.tag == MSG and e.find(
+        './/{%s}item[@id="f2"]' % NS_EVENT) is not None, timeout=10 * tf,
+        what='remote notification')
+    check_eq(ev.find('.//{urn:t}entry').text, 'live', 'payload')
+    # an expiring item: the retraction crosses s2s too
+    check_ok(publish(alice, 'urn:t:fedx', 'x1', 'short',
+                     {'item_expire': '2'}), 'publish x1')
+    expect(bob, lambda e: e.tag == MSG and e.find(
+        './/{%s}item[@id="x1"]' % NS_EVENT) is not None, timeout=10 * tf,
+        what='x1 notification')
+    expect(bob, lambda e: e.tag == MSG and e.find(
+        './/{%s}retract[@id="x1"]' % NS_EVENT) is not None,
+        timeout=10 * tf, what='x1 expiry retraction')
+    check_eq(events(tom), [], 'stranger notified')
+    # the other direction: a local user fetches a remote account's items
+    check_ok(publish(bob, 'urn:t:fb', 'b1', 'from b'), 'bob publishes')
+    r = iq(alice, "<iq type='get' to='bob@%s'><pubsub xmlns='%s'><items "
+           "node='urn:t:fb'/></pubsub></iq>" % (FED_B, NS_PUBSUB),
+           timeout=10 * tf)
+    check_eq(item_ids(r), ['b1'], 'fetch from the remote account')
+    for c in (alice, bob, tom):
+        c.close()
 
 
 if __name__ == '__main__':

@@ -3,7 +3,10 @@
 # available non-negative resource are stored with a XEP-0203 delay, delivered
 # once and in order on the next available presence, removed from the store
 # (checked with mdb_stat), survive SIGKILL once committed, respect
-# offline_max_messages, and keep encrypted payloads byte for byte.
+# offline_max_messages, and keep encrypted payloads byte for byte. A
+# backlog far larger than c2s_send_queue_max reaches a slow reader
+# completely, in order and once (paced delivery), with messages sent during
+# the delivery after it.
 
 import glob
 import os
@@ -22,7 +25,13 @@ NS_DELAY = 'urn:xmpp:delay'
 MODULES = pvtest.CORE_MODULES + ['offline']
 USERS = {'alice': 'al1ce-pw', 'bob': 'b0b-pw', 'carol': 'car0l-pw',
          'dave': 'd4ve-pw', 'erin': '3rin-pw', 'frank': 'fr4nk-pw',
-         'gina': 'g1na-pw'}
+         'gina': 'g1na-pw', 'hank': 'h4nk-pw', 'ivan': '1van-pw'}
+# the paced delivery case: BACKLOG messages of about 1 KiB, 20 times
+# c2s_send_queue_max (and more than the kernel's socket buffers hold)
+BACKLOG = 5000
+PACED = {'offline_max_messages': 'off', 'c2s_send_queue_max': '256K',
+         # alice stores the backlog quickly
+         'c2s_stanza_rate': 'off', 'c2s_rate_limit': 'off'}
 
 suite = pvtest.Suite('offline')
 
@@ -330,6 +339,123 @@ def sigkill_after_commit_delivers_once():
     nothing(g2, lambda e: is_msg(e, 'before-kill'), 1.0,
             'redelivery after a second login')
     g2.close()
+
+
+def body_index(m):
+    body = m.findtext('{%s}body' % NS_CLIENT) or ''
+    return body.split(':', 1)[0]
+
+
+@suite.test
+def big_backlog_paced_to_slow_reader():
+    """XEP-0160 delivery of a backlog 20 times c2s_send_queue_max to a
+    client that does not read for 2 s after its initial presence: sent
+    all at once it would overflow the output queue and end the stream after
+    the rows were deleted (lost). Everything must arrive in order and once,
+    a second resource gets none of it, messages sent meanwhile (bare and
+    to the receiving full JID) come after the stored ones, and the store
+    ends empty."""
+    srv = server('paced', **PACED)
+    a = srv.login('alice', resource='bulk')
+    hank = srv.jid('hank')
+    pad = 'x' * 1000
+    for first in range(0, BACKLOG, 250):
+        a.send(''.join("<message type='chat' to='%s' id='p%d'><body>"
+                       "%04d:%s</body></message>" % (hank, i, i, pad)
+                       for i in range(first, min(first + 250, BACKLOG))))
+    wait_queued(srv, 'hank', BACKLOG, timeout=30)
+
+    h = srv.login('hank', resource='slow')
+    h.send('<presence/>')
+    t0 = time.monotonic()
+    time.sleep(0.3)
+    # the delivery is still running: it keeps its resource (XEP-0160 §2)
+    h2 = srv.login('hank', resource='second')
+    h2.send('<presence/>')
+    left = queued(srv, 'hank')
+    check(0 < left < BACKLOG, 'backlog not paced: %d of %d rows stored '
+          'while the client does not read' % (left, BACKLOG))
+    send_chat(a, hank, 'live-bare')
+    send_chat(a, h.jid, 'live-full')
+    nothing(h2, lambda e: is_msg(e) and
+            e.find('{%s}delay' % NS_DELAY) is not None, 1.0,
+            'stored message on the second resource')
+    time.sleep(max(0, 2.0 - (time.monotonic() - t0)))
+
+    got = []
+    deadline = time.monotonic() + 40 * pvtest.time_factor()
+    while len(got) < BACKLOG + 2:
+        left = deadline - time.monotonic()
+        check(left > 0, 'only %d of %d messages within the time limit' %
+              (len(got), BACKLOG + 2))
+        try:
+            el = h.recv(left)
+        except pvtest.StreamClosed:
+            errs = [pvtest.tostr(e) for e in h.received
+                    if e.tag == '{%s}error' % pvtest.NS_STREAMS]
+            pvtest.fail('stream closed after %d of %d messages: %s' %
+                        (len(got), BACKLOG + 2, errs or 'no stream error'))
+        check(el.tag != '{%s}error' % pvtest.NS_STREAMS,
+              'stream error: %s' % pvtest.tostr(el))
+        if is_msg(el):
+            got.append(body_index(el))
+    want = ['%04d' % i for i in range(BACKLOG)] + ['live-bare', 'live-full']
+    if got != want:
+        bad = next(i for i, (x, y) in enumerate(zip(got, want)) if x != y)
+        pvtest.fail('delivery order differs at %d: got %s, want %s' %
+                    (bad, got[bad:bad + 3], want[bad:bad + 3]))
+    nothing(h, is_msg, 1.0, 'duplicate message')
+    wait_queued(srv, 'hank', 0)
+    # the stream is alive
+    pvtest.message_round_trip(a, h, 'still-here')
+    a.close()
+    h.close()
+    h2.close()
+
+
+@suite.test
+def paced_delivery_stops_when_session_goes():
+    """The receiving client disconnects while the delivery is paced: what
+    was not handed over stays stored (with the whole backlog sent at once
+    nothing would be left), and the next session gets exactly that rest,
+    in order."""
+    srv = server('paced', **PACED)
+    # 8 MB: more than the kernel's socket buffers on loopback take from a
+    # client that does not read (about 4 MB here)
+    n = 2000
+    a = srv.login('alice', resource='bulk2')
+    ivan = srv.jid('ivan')
+    pad = 'y' * 4000
+    for first in range(0, n, 250):
+        a.send(''.join("<message type='chat' to='%s' id='q%d'><body>"
+                       "%04d:%s</body></message>" % (ivan, i, i, pad)
+                       for i in range(first, min(first + 250, n))))
+    wait_queued(srv, 'ivan', n, timeout=30)
+    i1 = srv.login('ivan', resource='leaving')
+    i1.send('<presence/>')
+    time.sleep(0.5)
+    i1.close()
+    # the rest stays: wait until the deletions in flight have committed
+    deadline = time.monotonic() + 10 * pvtest.time_factor()
+    last, rest = -1, queued(srv, 'ivan')
+    while rest != last and time.monotonic() < deadline:
+        time.sleep(0.5)
+        last, rest = rest, queued(srv, 'ivan')
+    check_eq(rest, last, 'stored rows settled')
+    check(0 < rest < n, 'rows left after the client went: %d of %d' %
+          (rest, n))
+    i2 = srv.login('ivan', resource='back')
+    i2.send('<presence/>')
+    got = []
+    while len(got) < rest:
+        got.append(body_index(i2.recv_until(
+            is_msg, what='stored message %d of %d' % (len(got) + 1, rest))))
+    check_eq(got, ['%04d' % i for i in range(n - rest, n)],
+             'the rest of the backlog')
+    nothing(i2, is_msg, 1.0, 'duplicate message')
+    wait_queued(srv, 'ivan', 0)
+    a.close()
+    i2.close()
 
 
 if __name__ == '__main__':

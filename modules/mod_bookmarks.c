@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <palaver/dataform.h>
 #include <palaver/module.h>
 
 #define NS_PUBSUB "http://jabber.org/protocol/pubsub"
@@ -196,16 +197,6 @@ log_failure(bm_host_t *bh, const char *user, const pv_stanza_t *res,
 
 /* --- PEP helpers ----------------------------------------------------- */
 
-static void
-form_field(pv_arena_t *a, pv_node_t *x, const char *var, const char *value)
-{
-    pv_node_t *f = pv_node_new(a, "field", NULL, x);
-
-    pv_node_set_attr(a, f, "var", var);
-    pv_node_add_text(a, pv_node_new(a, "value", NULL, f), value,
-                     strlen(value));
-}
-
 /* A publish of one item with XEP-0223 publish-options. Private data:
  * whitelist, nobody but the owner (XEP-0411 §6, XEP-0402 §5). A node
  * that exists already is only required to be private, so that one a
@@ -225,14 +216,15 @@ publish_build(pv_stanza_t *st, const char *node, const char *id,
     x = pv_node_new(a, "x", NS_DATA, pv_node_new(a, "publish-options", NULL,
                                                  ps));
     pv_node_set_attr(a, x, "type", "submit");
-    form_field(a, x, "FORM_TYPE", NS_PUBSUB "#publish-options");
-    pv_node_set_attr(a, x->last_child, "type", "hidden");
-    form_field(a, x, "pubsub#access_model", "whitelist");
+    pv_form_add_field(a, x, "FORM_TYPE", "hidden", NULL,
+                      NS_PUBSUB "#publish-options");
+    pv_form_add_field(a, x, "pubsub#access_model", NULL, NULL, "whitelist");
     if (is_new) {
-        form_field(a, x, "pubsub#persist_items", "true");
+        pv_form_add_field(a, x, "pubsub#persist_items", NULL, NULL, "true");
         if (is_multi) {
-            form_field(a, x, "pubsub#max_items", "max");
-            form_field(a, x, "pubsub#send_last_published_item", "never");
+            pv_form_add_field(a, x, "pubsub#max_items", NULL, NULL, "max");
+            pv_form_add_field(a, x, "pubsub#send_last_published_item",
+                              NULL, NULL, "never");
         }
     }
     return item;

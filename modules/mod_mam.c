@@ -11,14 +11,15 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <palaver/dataform.h>
+#include <palaver/datetime.h>
 #include <palaver/module.h>
 #include <palaver/roster.h>
 
 #define NS_MAM "urn:xmpp:mam:2"
 #define NS_MAM_EXT "urn:xmpp:mam:2#extended"
 #define NS_SID "urn:xmpp:sid:0"
-#define NS_RSM "http://jabber.org/protocol/rsm"
-#define NS_DATA "jabber:x:data"
+#define NS_DATA PV_NS_DATA
 #define NS_FORWARD "urn:xmpp:forward:0"
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_HINTS "urn:xmpp:hints"
@@ -118,89 +119,6 @@ mam_make_id(char *out)
         out[4 * i + 3] = alphabet[v & 63];
     }
     out[MAM_ID_LEN] = '\0';
-}
-
-/* XEP-0082 DateTime, UTC, with microseconds so that a stamp fed back as
- * 'start' or 'end' selects exactly that message. */
-static void
-format_stamp(uint64_t ts_us, char *out, size_t len)
-{
-    time_t secs = (time_t)(ts_us / 1000000u);
-    struct tm tm;
-    char base[32];
-
-    gmtime_r(&secs, &tm);
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%06uZ", base, (unsigned)(ts_us % 1000000u));
-}
-
-static int
-digits(const char *s, int n, int *out)
-{
-    int v = 0, i;
-
-    for (i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-/* XEP-0082 DateTime "CCYY-MM-DDThh:mm:ss[.sss]TZD" to microseconds since
- * the epoch. PV_ERROR when malformed or before 1970. */
-static pv_rc_t
-parse_stamp(const char *s, uint64_t *out)
-{
-    struct tm tm;
-    int y, mo, d, hh, mi, ss, tzh, tzm;
-    long long frac = 0, scale = 1000000, secs;
-    const char *p;
-
-    if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-        s[13] != ':' || s[16] != ':' || !digits(s, 4, &y) ||
-        !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
-        !digits(s + 11, 2, &hh) || !digits(s + 14, 2, &mi) ||
-        !digits(s + 17, 2, &ss))
-        return PV_ERROR;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || hh > 23 || mi > 59 ||
-        ss > 60)
-        return PV_ERROR;
-    p = s + 19;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return PV_ERROR;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            if (scale > 1) {
-                scale /= 10;
-                frac += (*p - '0') * scale;
-            }
-        }
-    }
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = hh;
-    tm.tm_min = mi;
-    tm.tm_sec = ss;
-    secs = (long long)timegm(&tm);
-    if (strcmp(p, "Z") == 0) {
-        /* UTC */
-    } else if ((p[0] == '+' || p[0] == '-') && strlen(p) == 6 &&
-               p[3] == ':' && digits(p + 1, 2, &tzh) &&
-               digits(p + 4, 2, &tzm) && tzh < 24 && tzm < 60) {
-        long long off = tzh * 3600LL + tzm * 60LL;
-        secs += p[0] == '+' ? -off : off;
-    } else {
-        return PV_ERROR;
-    }
-    if (secs < 0)
-        return PV_ERROR;
-    *out = (uint64_t)secs * 1000000u + (uint64_t)frac;
-    return PV_OK;
 }
 
 static void
@@ -865,7 +783,8 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
             mam_query_t *q, const char **cond, const char **text)
 {
     pv_arena_t *a = req->arena;
-    const pv_node_t *x, *f, *v, *set, *n;
+    const pv_node_t *x, *f;
+    pv_rsm_t rsm;
 
     memset(q, 0, sizeof(*q));
     q->max = max_page;
@@ -877,27 +796,14 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
         const char *var = pv_node_attr(f, "var");
         const char *val;
 
-        v = pv_node_child(f, "value", NULL);
-        val = v != NULL ? pv_node_text(v, a) : NULL;
+        val = pv_form_field_value(f, a);
         if (var == NULL)
             continue;
         if (strcmp(var, "ids") == 0) {
-            size_t cap = 0;
-
-            for (v = pv_node_child(f, "value", NULL); v != NULL;
-                 v = pv_node_next_child(f, v, "value", NULL)) {
-                if (q->n_ids >= PV_ARCHIVE_MAX_LIMIT) {
-                    *text = "too many ids";
-                    return PV_ERROR;
-                }
-                if (q->n_ids == cap) {
-                    const char **old = q->ids;
-                    cap = cap ? 2 * cap : 16;
-                    q->ids = pv_arena_alloc(a, cap * sizeof(*q->ids));
-                    if (old != NULL)
-                        memcpy(q->ids, old, q->n_ids * sizeof(*q->ids));
-                }
-                q->ids[q->n_ids++] = pv_node_text(v, a);
+            if (pv_form_field_values(f, a, PV_ARCHIVE_MAX_LIMIT, &q->ids,
+                                     &q->n_ids) != PV_OK) {
+                *text = "too many ids";
+                return PV_ERROR;
             }
             if (q->n_ids == 0) {
                 /* an empty ids field selects nothing */
@@ -921,14 +827,14 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
             }
             q->has_with = 1;
         } else if (strcmp(var, "start") == 0) {
-            if (parse_stamp(val, &q->start) != PV_OK) {
+            if (pv_datetime_parse(val, &q->start) != PV_OK) {
                 *text = "bad start";
                 return PV_ERROR;
             }
             if (q->start == 0)
                 q->start = 1;
         } else if (strcmp(var, "end") == 0) {
-            if (parse_stamp(val, &q->end) != PV_OK) {
+            if (pv_datetime_parse(val, &q->end) != PV_OK) {
                 *text = "bad end";
                 return PV_ERROR;
             }
@@ -949,41 +855,26 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
             return PV_ERROR;
         }
     }
-    set = pv_node_child(query, "set", NS_RSM);
-    if (set != NULL) {
-        if (pv_node_child(set, "index", NULL) != NULL) {
-            *cond = "feature-not-implemented";
-            *text = "RSM index is not supported";
-            return PV_ERROR;
-        }
-        n = pv_node_child(set, "max", NULL);
-        if (n != NULL) {
-            const char *t = pv_node_text(n, a);
-            char *end;
-            long long m = strtoll(t, &end, 10);
-
-            if (*t == '\0' || *end != '\0' || m < 0) {
-                *text = "bad max";
-                return PV_ERROR;
-            }
-            if ((unsigned long long)m < max_page)
-                q->max = (size_t)m;
-        }
-        n = pv_node_child(set, "after", NULL);
-        if (n != NULL) {
-            q->after[0] = pv_node_text(n, a);
-            if (*q->after[0] == '\0') {
+    switch (pv_rsm_parse(query, a, &rsm, cond, text)) {
+    case PV_NOTFOUND:
+        break;
+    case PV_OK:
+        if (rsm.has_max && rsm.max < max_page)
+            q->max = rsm.max;
+        if (rsm.after != NULL) {
+            if (*rsm.after == '\0') {
                 *text = "empty after";
                 return PV_ERROR;
             }
+            q->after[0] = rsm.after;
         }
-        n = pv_node_child(set, "before", NULL);
-        if (n != NULL) {
-            const char *t = pv_node_text(n, a);
-
+        if (rsm.before != NULL) {
             q->is_last_page = 1;
-            q->before[0] = *t != '\0' ? t : NULL;
+            q->before[0] = *rsm.before != '\0' ? rsm.before : NULL;
         }
+        break;
+    default:
+        return PV_ERROR;
     }
     q->is_flip = pv_node_child(query, "flip-page", NULL) != NULL;
     return PV_OK;
@@ -1043,7 +934,8 @@ result_message(pv_session_t *s, const char *owner_bare, const char *queryid,
     pv_node_set_attr(st->arena, res, "id", it->id);
     fwd = pv_node_new(st->arena, "forwarded", NS_FORWARD, res);
     delay = pv_node_new(st->arena, "delay", NS_DELAY, fwd);
-    format_stamp(it->ts, stamp, sizeof(stamp));
+    /* microseconds: a stamp fed back as start/end selects exactly it */
+    pv_datetime_format(it->ts, 6, stamp, sizeof(stamp));
     pv_node_set_attr(st->arena, delay, "stamp", stamp);
     if (pv_node_unpack(st->arena, row.packed, row.packed_len, fwd) == NULL) {
         pv_stanza_unref(st);
@@ -1071,7 +963,7 @@ query_run(mam_req_t *r, pv_session_t *s)
     pv_archive_result_t res;
     char *cursor = NULL;
     pv_stanza_t *st;
-    pv_node_t *fin, *set, *n;
+    pv_node_t *fin;
     size_t i, page;
     int is_complete, is_error = 0;
     pv_rc_t rc;
@@ -1169,27 +1061,16 @@ query_run(mam_req_t *r, pv_session_t *s)
     fin = pv_node_new(st->arena, "fin", NS_MAM, st->root);
     if (is_complete)
         pv_node_set_attr(st->arena, fin, "complete", "true");
-    set = pv_node_new(st->arena, "set", NS_RSM, fin);
     if (page > 0) {
         /* <first/> and <last/> in RSM order (chronological), whatever
          * order the page was sent in */
-        size_t lo = 0, hi = page - 1;
+        size_t lo = mq.is_flip ? page - 1 : 0;
+        size_t hi = mq.is_flip ? 0 : page - 1;
 
-        if (mq.is_flip) {
-            lo = page - 1;
-            hi = 0;
-        }
-        n = pv_node_new(st->arena, "first", NULL, set);
-        pv_node_add_text(st->arena, n, sc.items[lo].id,
-                         strlen(sc.items[lo].id));
-        n = pv_node_new(st->arena, "last", NULL, set);
-        pv_node_add_text(st->arena, n, sc.items[hi].id,
-                         strlen(sc.items[hi].id));
+        pv_rsm_answer(st->arena, fin, sc.items[lo].id, sc.items[hi].id, -1);
     } else {
-        n = pv_node_new(st->arena, "count", NULL, set);
-        pv_node_add_text(st->arena, n, "0", 1);
-        if (!is_complete)
-            pv_node_remove(n);   /* max 0 with matches: count unknown */
+        /* max 0 with matches: the count is unknown */
+        pv_rsm_answer(st->arena, fin, NULL, NULL, is_complete ? 0 : -1);
     }
     pv_send(s, st);
     scan_free(&sc);
@@ -1204,19 +1085,6 @@ mam_query_set(pv_event_t *ev)
         return PV_HANDLED;
     req_defer(ev, mh, query_run);
     return PV_HANDLED;
-}
-
-static void
-add_form_field(pv_arena_t *a, pv_node_t *x, const char *var,
-               const char *type, const char *value)
-{
-    pv_node_t *f = pv_node_new(a, "field", NULL, x);
-
-    pv_node_set_attr(a, f, "var", var);
-    pv_node_set_attr(a, f, "type", type);
-    if (value != NULL)
-        pv_node_add_text(a, pv_node_new(a, "value", NULL, f), value,
-                         strlen(value));
 }
 
 /* XEP-0313 §4.1.1: the search form. */
@@ -1235,13 +1103,13 @@ mam_query_get(pv_event_t *ev)
     q = pv_node_new(a, "query", NS_MAM, st->root);
     x = pv_node_new(a, "x", NS_DATA, q);
     pv_node_set_attr(a, x, "type", "form");
-    add_form_field(a, x, "FORM_TYPE", "hidden", NS_MAM);
-    add_form_field(a, x, "with", "jid-single", NULL);
-    add_form_field(a, x, "start", "text-single", NULL);
-    add_form_field(a, x, "end", "text-single", NULL);
-    add_form_field(a, x, "before-id", "text-single", NULL);
-    add_form_field(a, x, "after-id", "text-single", NULL);
-    add_form_field(a, x, "ids", "text-multi", NULL);
+    pv_form_add_field(a, x, "FORM_TYPE", "hidden", NULL, NS_MAM);
+    pv_form_add_field(a, x, "with", "jid-single", NULL, NULL);
+    pv_form_add_field(a, x, "start", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "end", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "before-id", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "after-id", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "ids", "text-multi", NULL, NULL);
     pv_event_reply(ev, st);
     return PV_HANDLED;
 }
@@ -1265,7 +1133,7 @@ add_edge(mam_host_t *mh, const char *user, pv_stanza_t *st, pv_node_t *md,
         res.count > 0) {
         n = pv_node_new(st->arena, name, NULL, md);
         pv_node_set_attr(st->arena, n, "id", res.first_id);
-        format_stamp(res.first_ts, stamp, sizeof(stamp));
+        pv_datetime_format(res.first_ts, 6, stamp, sizeof(stamp));
         pv_node_set_attr(st->arena, n, "timestamp", stamp);
     }
     pv_archive_result_clear(&res);

@@ -647,7 +647,7 @@ send_history(muc_room_t *r, const pv_node_t *hist_req, const pv_jid_t *to,
         }
         if ((v = pv_node_attr(hist_req, "since")) != NULL) {
             uint64_t t;
-            if (muc_parse_stamp(v, &t) == PV_OK && t > since)
+            if (pv_datetime_parse(v, &t) == PV_OK && t > since)
                 since = t;
         }
     }
@@ -675,7 +675,7 @@ send_history(muc_room_t *r, const pv_node_t *hist_req, const pv_jid_t *to,
         pv_stanza_t *c;
         char stamp[48];
 
-        muc_format_stamp(e->ts_us, stamp, sizeof(stamp));
+        pv_datetime_format(e->ts_us, 6, stamp, sizeof(stamp));
         pv_node_set_attr(a, d, "stamp", stamp);
         pv_node_set_attr(a, d, "from", r->jid);
         c = copy_for(e->st, to, d);

@@ -17,6 +17,7 @@
 
 #include <openssl/evp.h>
 
+#include <palaver/dataform.h>
 #include <palaver/module.h>
 #include <palaver/roster.h>
 
@@ -417,22 +418,6 @@ cfg_meets(const pep_cfg_t *node, const pep_cfg_t *want, unsigned mask,
 }
 
 static void
-form_field(pv_arena_t *a, pv_node_t *x, const char *var, const char *type,
-           const char *label, const char *value)
-{
-    pv_node_t *f = pv_node_new(a, "field", NULL, x);
-
-    pv_node_set_attr(a, f, "var", var);
-    if (type != NULL)
-        pv_node_set_attr(a, f, "type", type);
-    if (label != NULL)
-        pv_node_set_attr(a, f, "label", label);
-    if (value != NULL)
-        pv_node_add_text(a, pv_node_new(a, "value", NULL, f), value,
-                         strlen(value));
-}
-
-static void
 form_options(pv_arena_t *a, pv_node_t *x, const char *const *names)
 {
     pv_node_t *f = x->last_child;
@@ -454,16 +439,15 @@ cfg_form(pv_arena_t *a, pv_node_t *parent, const pep_cfg_t *c)
     size_t i;
 
     pv_node_set_attr(a, x, "type", "form");
-    form_field(a, x, "FORM_TYPE", "hidden", NULL, NS_NODE_CONFIG);
-    form_field(a, x, "pubsub#title", "text-single", "Title", c->title);
-    form_field(a, x, "pubsub#type", "text-single", "Payload type", c->type);
-    form_field(a, x, "pubsub#access_model", "list-single", "Access model",
-               access_names[c->access]);
+    pv_form_add_field(a, x, "FORM_TYPE", "hidden", NULL, NS_NODE_CONFIG);
+    pv_form_add_field(a, x, "pubsub#title", "text-single", "Title", c->title);
+    pv_form_add_field(a, x, "pubsub#type", "text-single", "Payload type",
+                      c->type);
+    pv_form_add_field(a, x, "pubsub#access_model", "list-single",
+                      "Access model", access_names[c->access]);
     form_options(a, x, access_names);
-    f = pv_node_new(a, "field", NULL, x);
-    pv_node_set_attr(a, f, "var", "pubsub#roster_groups_allowed");
-    pv_node_set_attr(a, f, "type", "list-multi");
-    pv_node_set_attr(a, f, "label", "Roster groups allowed");
+    f = pv_form_add_field(a, x, "pubsub#roster_groups_allowed", "list-multi",
+                          "Roster groups allowed", NULL);
     for (i = 0; i < c->groups.n; i++)
         pv_node_add_text(a, pv_node_new(a, "value", NULL, f), c->groups.v[i],
                          strlen(c->groups.v[i]));
@@ -471,26 +455,27 @@ cfg_form(pv_arena_t *a, pv_node_t *parent, const pep_cfg_t *c)
         snprintf(num, sizeof(num), "max");
     else
         snprintf(num, sizeof(num), "%lld", c->max_items);
-    form_field(a, x, "pubsub#max_items", "text-single", "Max items", num);
-    form_field(a, x, "pubsub#persist_items", "boolean", "Persist items",
-               c->persist ? "1" : "0");
-    form_field(a, x, "pubsub#send_last_published_item", "list-single",
-               "Send last published item", send_names[c->send_last]);
+    pv_form_add_field(a, x, "pubsub#max_items", "text-single", "Max items",
+                      num);
+    pv_form_add_field(a, x, "pubsub#persist_items", "boolean", "Persist items",
+                      c->persist ? "1" : "0");
+    pv_form_add_field(a, x, "pubsub#send_last_published_item", "list-single",
+                      "Send last published item", send_names[c->send_last]);
     form_options(a, x, send_names);
-    form_field(a, x, "pubsub#notify_retract", "boolean",
-               "Notify on retraction", c->notify_retract ? "1" : "0");
-    form_field(a, x, "pubsub#notify_delete", "boolean",
-               "Notify on deletion", c->notify_delete ? "1" : "0");
-    form_field(a, x, "pubsub#deliver_payloads", "boolean",
-               "Deliver payloads", c->deliver_payloads ? "1" : "0");
+    pv_form_add_field(a, x, "pubsub#notify_retract", "boolean",
+                      "Notify on retraction", c->notify_retract ? "1" : "0");
+    pv_form_add_field(a, x, "pubsub#notify_delete", "boolean",
+                      "Notify on deletion", c->notify_delete ? "1" : "0");
+    pv_form_add_field(a, x, "pubsub#deliver_payloads", "boolean",
+                      "Deliver payloads", c->deliver_payloads ? "1" : "0");
     snprintf(num, sizeof(num), "%lld", c->item_expire);
-    form_field(a, x, "pubsub#item_expire", "text-single",
-               "Seconds after which items expire (0: never)",
-               c->item_expire ? num : "");
-    form_field(a, x, "pubsub#publish_model", "list-single",
-               "Publish model", "publishers");
-    form_field(a, x, "pubsub#notification_type", "list-single",
-               "Notification type", "headline");
+    pv_form_add_field(a, x, "pubsub#item_expire", "text-single",
+                      "Seconds after which items expire (0: never)",
+                      c->item_expire ? num : "");
+    pv_form_add_field(a, x, "pubsub#publish_model", "list-single",
+                      "Publish model", "publishers");
+    pv_form_add_field(a, x, "pubsub#notification_type", "list-single",
+                      "Notification type", "headline");
     return x;
 }
 

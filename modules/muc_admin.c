@@ -11,6 +11,8 @@
 
 #include <openssl/evp.h>
 
+#include <palaver/dataform.h>
+
 #include "muc_room.h"
 
 static int
@@ -261,21 +263,6 @@ muc_admin_set(pv_event_t *ev, muc_room_t *r, muc_occ_t *me, int my_aff)
 /* --- configuration (XEP-0045 §10.2) --------------------------------- */
 
 static void
-form_field(pv_arena_t *a, pv_node_t *x, const char *var, const char *type,
-           const char *label, const char *value)
-{
-    pv_node_t *f = pv_node_new(a, "field", NULL, x);
-
-    pv_node_set_attr(a, f, "var", var);
-    if (type != NULL)
-        pv_node_set_attr(a, f, "type", type);
-    if (label != NULL)
-        pv_node_set_attr(a, f, "label", label);
-    if (value != NULL)
-        muc_add_text(a, f, "value", value);
-}
-
-static void
 form_option(pv_arena_t *a, pv_node_t *x, const char *value)
 {
     pv_node_t *f = x->last_child, *o = pv_node_new(a, "option", NULL, f);
@@ -287,7 +274,7 @@ static void
 form_bool(pv_arena_t *a, pv_node_t *x, const char *var, const char *label,
           int v)
 {
-    form_field(a, x, var, "boolean", label, v ? "1" : "0");
+    pv_form_add_field(a, x, var, "boolean", label, v ? "1" : "0");
 }
 
 static void
@@ -300,12 +287,12 @@ config_form(muc_room_t *r, pv_arena_t *a, pv_node_t *q)
 
     pv_node_set_attr(a, x, "type", "form");
     muc_add_text(a, x, "title", "Room configuration");
-    form_field(a, x, "FORM_TYPE", "hidden", NULL,
-               NS_MUC "#roomconfig");
-    form_field(a, x, "muc#roomconfig_roomname", "text-single",
-               "Name", c->name);
-    form_field(a, x, "muc#roomconfig_roomdesc", "text-single",
-               "Description", c->desc);
+    pv_form_add_field(a, x, "FORM_TYPE", "hidden", NULL,
+                      NS_MUC "#roomconfig");
+    pv_form_add_field(a, x, "muc#roomconfig_roomname", "text-single",
+                      "Name", c->name);
+    pv_form_add_field(a, x, "muc#roomconfig_roomdesc", "text-single",
+                      "Description", c->desc);
     form_bool(a, x, "muc#roomconfig_persistentroom", "Persistent",
               c->is_persistent);
     form_bool(a, x, "muc#roomconfig_publicroom", "Listed", c->is_public);
@@ -315,30 +302,31 @@ config_form(muc_room_t *r, pv_arena_t *a, pv_node_t *q)
               c->is_moderated);
     form_bool(a, x, "muc#roomconfig_passwordprotectedroom",
               "Password protected", c->is_password);
-    form_field(a, x, "muc#roomconfig_roomsecret", "text-private",
-               "Password", c->password);
+    pv_form_add_field(a, x, "muc#roomconfig_roomsecret", "text-private",
+                      "Password", c->password);
     snprintf(num, sizeof(num), "%lld", c->max_users);
-    form_field(a, x, "muc#roomconfig_maxusers", "list-single",
-               "Maximum occupants (0: no limit)", num);
+    pv_form_add_field(a, x, "muc#roomconfig_maxusers", "list-single",
+                      "Maximum occupants (0: no limit)", num);
     form_option(a, x, "0");
     form_option(a, x, "10");
     form_option(a, x, "50");
     form_option(a, x, "100");
     form_option(a, x, "500");
-    form_field(a, x, "muc#roomconfig_whois", "list-single",
-               "Who may see real JIDs",
-               c->is_whois_anyone ? "anyone" : "moderators");
+    pv_form_add_field(a, x, "muc#roomconfig_whois", "list-single",
+                      "Who may see real JIDs",
+                      c->is_whois_anyone ? "anyone" : "moderators");
     form_option(a, x, "moderators");
     form_option(a, x, "anyone");
     snprintf(num, sizeof(num), "%lld", c->history_length);
-    form_field(a, x, "muc#roomconfig_historylength", "text-single",
-               "History length", num);
+    pv_form_add_field(a, x, "muc#roomconfig_historylength", "text-single",
+                      "History length", num);
     form_bool(a, x, "muc#roomconfig_allowinvites",
               "Occupants may invite", c->allow_invites);
     form_bool(a, x, "muc#roomconfig_changesubject",
               "Occupants may change the subject", c->change_subject);
-    form_field(a, x, "muc#roomconfig_allowpm", "list-single",
-               "Who may send private messages", muc_pm_names[c->allow_pm]);
+    pv_form_add_field(a, x, "muc#roomconfig_allowpm", "list-single",
+                      "Who may send private messages",
+                      muc_pm_names[c->allow_pm]);
     for (i = 0; i < 4; i++)
         form_option(a, x, muc_pm_names[i]);
     f = pv_node_new(a, "field", NULL, x);
@@ -628,26 +616,26 @@ muc_room_info(pv_event_t *ev, muc_room_t *r)
     add_feature(a, q, "http://jabber.org/protocol/muc#self-ping-optimization");
     x = pv_node_new(a, "x", NS_DATA, q);
     pv_node_set_attr(a, x, "type", "result");
-    form_field(a, x, "FORM_TYPE", "hidden", NULL, NS_MUC "#roominfo");
-    form_field(a, x, "muc#roominfo_description", NULL, "Description",
-               c->desc ? c->desc : "");
-    form_field(a, x, "muc#roominfo_subject", NULL, "Subject",
-               r->subject ? r->subject : "");
+    pv_form_add_field(a, x, "FORM_TYPE", "hidden", NULL, NS_MUC "#roominfo");
+    pv_form_add_field(a, x, "muc#roominfo_description", NULL, "Description",
+                      c->desc ? c->desc : "");
+    pv_form_add_field(a, x, "muc#roominfo_subject", NULL, "Subject",
+                      r->subject ? r->subject : "");
     snprintf(num, sizeof(num), "%zu", r->n_occ);
-    form_field(a, x, "muc#roominfo_occupants", NULL, "Occupants", num);
-    form_field(a, x, "muc#roomconfig_roomname", NULL, "Name",
-               c->name ? c->name : "");
-    form_field(a, x, "muc#roominfo_changesubject", NULL, NULL,
-               c->change_subject ? "1" : "0");
+    pv_form_add_field(a, x, "muc#roominfo_occupants", NULL, "Occupants", num);
+    pv_form_add_field(a, x, "muc#roomconfig_roomname", NULL, "Name",
+                      c->name ? c->name : "");
+    pv_form_add_field(a, x, "muc#roominfo_changesubject", NULL, NULL,
+                      c->change_subject ? "1" : "0");
     snprintf(num, sizeof(num), "%lld", c->max_users);
-    form_field(a, x, "muc#roomconfig_maxusers", NULL, NULL, num);
-    form_field(a, x, "muc#roomconfig_allowinvites", NULL, NULL,
-               c->allow_invites ? "1" : "0");
-    form_field(a, x, "muc#roomconfig_allowpm", NULL, NULL,
-               muc_pm_names[c->allow_pm]);
+    pv_form_add_field(a, x, "muc#roomconfig_maxusers", NULL, NULL, num);
+    pv_form_add_field(a, x, "muc#roomconfig_allowinvites", NULL, NULL,
+                      c->allow_invites ? "1" : "0");
+    pv_form_add_field(a, x, "muc#roomconfig_allowpm", NULL, NULL,
+                      muc_pm_names[c->allow_pm]);
     if (r->avatar_hash[0] != '\0')
-        form_field(a, x, "muc#roominfo_avatarhash", "text-multi", NULL,
-                   r->avatar_hash);
+        pv_form_add_field(a, x, "muc#roominfo_avatarhash", "text-multi", NULL,
+                          r->avatar_hash);
     pv_event_reply(ev, st);
 }
 

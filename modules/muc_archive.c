@@ -10,6 +10,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <palaver/dataform.h>
+
 #include "muc_room.h"
 
 #define ROOM_FORMAT 1
@@ -58,86 +60,6 @@ muc_make_id(char *out)
     for (i = 0; i < MUC_ID_LEN; i++)
         out[i] = alphabet[raw[i] & 63];
     out[MUC_ID_LEN] = '\0';
-}
-
-void
-muc_format_stamp(uint64_t ts_us, char *out, size_t len)
-{
-    time_t secs = (time_t)(ts_us / 1000000u);
-    struct tm tm;
-    char base[32];
-
-    gmtime_r(&secs, &tm);
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%06uZ", base, (unsigned)(ts_us % 1000000u));
-}
-
-static int
-digits(const char *s, int n, int *out)
-{
-    int v = 0, i;
-
-    for (i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-/* XEP-0082 DateTime to microseconds since the epoch. */
-pv_rc_t
-muc_parse_stamp(const char *s, uint64_t *out)
-{
-    struct tm tm;
-    int y, mo, d, hh, mi, ss, tzh, tzm;
-    long long frac = 0, scale = 1000000, secs;
-    const char *p;
-
-    if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-        s[13] != ':' || s[16] != ':' || !digits(s, 4, &y) ||
-        !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
-        !digits(s + 11, 2, &hh) || !digits(s + 14, 2, &mi) ||
-        !digits(s + 17, 2, &ss))
-        return PV_ERROR;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || hh > 23 || mi > 59 ||
-        ss > 60)
-        return PV_ERROR;
-    p = s + 19;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return PV_ERROR;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            if (scale > 1) {
-                scale /= 10;
-                frac += (*p - '0') * scale;
-            }
-        }
-    }
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = hh;
-    tm.tm_min = mi;
-    tm.tm_sec = ss;
-    secs = (long long)timegm(&tm);
-    if (strcmp(p, "Z") == 0) {
-        /* UTC */
-    } else if ((p[0] == '+' || p[0] == '-') && strlen(p) == 6 &&
-               p[3] == ':' && digits(p + 1, 2, &tzh) &&
-               digits(p + 4, 2, &tzm) && tzh < 24 && tzm < 60) {
-        long long off = tzh * 3600LL + tzm * 60LL;
-        secs += p[0] == '+' ? -off : off;
-    } else {
-        return PV_ERROR;
-    }
-    if (secs < 0)
-        return PV_ERROR;
-    *out = (uint64_t)secs * 1000000u + (uint64_t)frac;
-    return PV_OK;
 }
 
 static void
@@ -674,19 +596,6 @@ req_defer(pv_event_t *ev, muc_room_t *r,
 
 /* --- MUC MAM (XEP-0313 §5 on a room) --------------------------------- */
 
-static void
-form_field(pv_arena_t *a, pv_node_t *x, const char *var, const char *type,
-           const char *value)
-{
-    pv_node_t *f = pv_node_new(a, "field", NULL, x);
-
-    pv_node_set_attr(a, f, "var", var);
-    pv_node_set_attr(a, f, "type", type);
-    if (value != NULL)
-        pv_node_add_text(a, pv_node_new(a, "value", NULL, f), value,
-                         strlen(value));
-}
-
 void
 muc_mam_form(pv_event_t *ev)
 {
@@ -696,12 +605,12 @@ muc_mam_form(pv_event_t *ev)
     pv_node_t *x = pv_node_new(a, "x", NS_DATA, q);
 
     pv_node_set_attr(a, x, "type", "form");
-    form_field(a, x, "FORM_TYPE", "hidden", NS_MAM);
-    form_field(a, x, "start", "text-single", NULL);
-    form_field(a, x, "end", "text-single", NULL);
-    form_field(a, x, "before-id", "text-single", NULL);
-    form_field(a, x, "after-id", "text-single", NULL);
-    form_field(a, x, "ids", "text-multi", NULL);
+    pv_form_add_field(a, x, "FORM_TYPE", "hidden", NULL, NS_MAM);
+    pv_form_add_field(a, x, "start", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "end", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "before-id", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "after-id", "text-single", NULL, NULL);
+    pv_form_add_field(a, x, "ids", "text-multi", NULL, NULL);
     pv_event_reply(ev, st);
 }
 
@@ -761,7 +670,8 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
             query_t *q, const char **cond, const char **text)
 {
     pv_arena_t *a = req->arena;
-    const pv_node_t *x, *f, *v, *set, *n;
+    const pv_node_t *x, *f;
+    pv_rsm_t rsm;
 
     memset(q, 0, sizeof(*q));
     q->max = max_page;
@@ -773,27 +683,14 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
         const char *var = pv_node_attr(f, "var");
         const char *val;
 
-        v = pv_node_child(f, "value", NULL);
-        val = v != NULL ? pv_node_text(v, a) : NULL;
+        val = pv_form_field_value(f, a);
         if (var == NULL)
             continue;
         if (strcmp(var, "ids") == 0) {
-            size_t cap = 0;
-
-            for (v = pv_node_child(f, "value", NULL); v != NULL;
-                 v = pv_node_next_child(f, v, "value", NULL)) {
-                if (q->n_ids >= PV_ARCHIVE_MAX_LIMIT) {
-                    *text = "too many ids";
-                    return PV_ERROR;
-                }
-                if (q->n_ids == cap) {
-                    const char **old = q->ids;
-                    cap = cap ? 2 * cap : 16;
-                    q->ids = pv_arena_alloc(a, cap * sizeof(*q->ids));
-                    if (old != NULL)
-                        memcpy(q->ids, old, q->n_ids * sizeof(*q->ids));
-                }
-                q->ids[q->n_ids++] = pv_node_text(v, a);
+            if (pv_form_field_values(f, a, PV_ARCHIVE_MAX_LIMIT, &q->ids,
+                                     &q->n_ids) != PV_OK) {
+                *text = "too many ids";
+                return PV_ERROR;
             }
             continue;
         }
@@ -805,14 +702,14 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
                 return PV_ERROR;
             }
         } else if (strcmp(var, "start") == 0) {
-            if (muc_parse_stamp(val, &q->start) != PV_OK) {
+            if (pv_datetime_parse(val, &q->start) != PV_OK) {
                 *text = "bad start";
                 return PV_ERROR;
             }
             if (q->start == 0)
                 q->start = 1;
         } else if (strcmp(var, "end") == 0) {
-            if (muc_parse_stamp(val, &q->end) != PV_OK || q->end == 0) {
+            if (pv_datetime_parse(val, &q->end) != PV_OK || q->end == 0) {
                 *text = "bad end";
                 return PV_ERROR;
             }
@@ -827,37 +724,22 @@ query_parse(pv_stanza_t *req, const pv_node_t *query, size_t max_page,
             return PV_ERROR;
         }
     }
-    set = pv_node_child(query, "set", NS_RSM);
-    if (set != NULL) {
-        if (pv_node_child(set, "index", NULL) != NULL) {
-            *cond = "feature-not-implemented";
-            *text = "RSM index is not supported";
-            return PV_ERROR;
-        }
-        n = pv_node_child(set, "max", NULL);
-        if (n != NULL) {
-            const char *t = pv_node_text(n, a);
-            char *end;
-            long long m = strtoll(t, &end, 10);
-
-            if (*t == '\0' || *end != '\0' || m < 0) {
-                *text = "bad max";
-                return PV_ERROR;
-            }
-            if ((unsigned long long)m < max_page)
-                q->max = (size_t)m;
-        }
-        n = pv_node_child(set, "after", NULL);
-        if (n != NULL && *pv_node_text(n, a) != '\0')
-            q->after = pv_node_text(n, a);
-        n = pv_node_child(set, "before", NULL);
-        if (n != NULL) {
-            const char *t = pv_node_text(n, a);
-
+    switch (pv_rsm_parse(query, a, &rsm, cond, text)) {
+    case PV_NOTFOUND:
+        break;
+    case PV_OK:
+        if (rsm.has_max && rsm.max < max_page)
+            q->max = rsm.max;
+        if (rsm.after != NULL && *rsm.after != '\0')
+            q->after = rsm.after;
+        if (rsm.before != NULL) {
             q->is_last_page = 1;
-            if (*t != '\0')
-                q->before = t;
+            if (*rsm.before != '\0')
+                q->before = rsm.before;
         }
+        break;
+    default:
+        return PV_ERROR;
     }
     q->is_flip = pv_node_child(query, "flip-page", NULL) != NULL;
     return PV_OK;
@@ -883,7 +765,7 @@ result_message(muc_room_t *r, const char *to, const char *queryid,
     pv_node_set_attr(st->arena, res, "id", it->id);
     fwd = pv_node_new(st->arena, "forwarded", NS_FORWARD, res);
     delay = pv_node_new(st->arena, "delay", NS_DELAY, fwd);
-    muc_format_stamp(it->ts, stamp, sizeof(stamp));
+    pv_datetime_format(it->ts, 6, stamp, sizeof(stamp));
     pv_node_set_attr(st->arena, delay, "stamp", stamp);
     if (pv_node_unpack(st->arena, p + 2, it->len - 2, fwd) == NULL) {
         pv_stanza_unref(st);
@@ -925,7 +807,7 @@ mam_run(req_t *rq, muc_room_t *r)
     query_t mq;
     scan_t sc;
     pv_stanza_t *st;
-    pv_node_t *fin, *set, *n;
+    pv_node_t *fin;
     size_t i, page;
     int is_complete;
 
@@ -986,20 +868,13 @@ mam_run(req_t *rq, muc_room_t *r)
     fin = pv_node_new(st->arena, "fin", NS_MAM, st->root);
     if (is_complete)
         pv_node_set_attr(st->arena, fin, "complete", "true");
-    set = pv_node_new(st->arena, "set", NS_RSM, fin);
     if (page > 0) {
         size_t lo = mq.is_flip ? page - 1 : 0;
         size_t hi = mq.is_flip ? 0 : page - 1;
 
-        n = pv_node_new(st->arena, "first", NULL, set);
-        pv_node_add_text(st->arena, n, sc.items[lo].id,
-                         strlen(sc.items[lo].id));
-        n = pv_node_new(st->arena, "last", NULL, set);
-        pv_node_add_text(st->arena, n, sc.items[hi].id,
-                         strlen(sc.items[hi].id));
-    } else if (is_complete) {
-        n = pv_node_new(st->arena, "count", NULL, set);
-        pv_node_add_text(st->arena, n, "0", 1);
+        pv_rsm_answer(st->arena, fin, sc.items[lo].id, sc.items[hi].id, -1);
+    } else {
+        pv_rsm_answer(st->arena, fin, NULL, NULL, is_complete ? 0 : -1);
     }
     pv_host_route(mh->h, st);
     pv_stanza_unref(st);
@@ -1165,7 +1040,7 @@ moderate_run(req_t *rq, muc_room_t *r)
         return;
     }
     snprintf(by, sizeof(by), "%s/%s", r->jid, mod->nick);
-    muc_format_stamp(muc_now_us(), stamp, sizeof(stamp));
+    pv_datetime_format(muc_now_us(), 6, stamp, sizeof(stamp));
     tomb = tombstone(orig, by, stamp, reason);
     pv_stanza_unref(orig);
     /* queued in order, committed in one group: the row goes and its

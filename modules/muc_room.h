@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <palaver/datetime.h>
 #include <palaver/module.h>
 
 #define NS_MUC "http://jabber.org/protocol/muc"
@@ -197,8 +198,6 @@ void muc_avatar_update(muc_room_t *r);
 /* Random URL-safe id of MUC_ID_LEN characters (NUL-terminated). */
 void muc_make_id(char *out);
 uint64_t muc_now_us(void);
-void muc_format_stamp(uint64_t ts_us, char *out, size_t len);
-pv_rc_t muc_parse_stamp(const char *s, uint64_t *out);
 /* Writes the room row (config, subject, secret) when persistent; cb runs
  * after the commit (also at once with PV_OK when nothing is written). */
 void muc_store_room(muc_room_t *r, pv_store_done_t *cb, void *arg);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <palaver/datetime.h>
 #include <palaver/module.h>
 #include <palaver/stun.h>
 
@@ -124,7 +125,6 @@ ed_node(pv_stanza_t *st, pv_node_t *parent, const ed_service_t *s,
     pv_node_t *n = pv_node_new(st->arena, "service", NULL, parent);
     char port[16], username[600], pw[PV_STUN_REST_PASSWORD_LEN], exp[32];
     time_t expiry;
-    struct tm tm;
 
     snprintf(port, sizeof(port), "%d", s->port);
     pv_node_set_attr(st->arena, n, "type", s->type);
@@ -137,8 +137,7 @@ ed_node(pv_stanza_t *st, pv_node_t *parent, const ed_service_t *s,
     snprintf(username, sizeof(username), "%lld:%s", (long long)expiry, jid);
     if (pv_stun_rest_password(L->secret, username, pw, sizeof(pw)) != PV_OK)
         return;
-    gmtime_r(&expiry, &tm);
-    strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    pv_datetime_format((uint64_t)expiry * 1000000u, 0, exp, sizeof(exp));
     pv_node_set_attr(st->arena, n, "restricted", "1");
     pv_node_set_attr(st->arena, n, "expires", exp);
     pv_node_set_attr(st->arena, n, "username", username);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <palaver/datetime.h>
 #include <palaver/module.h>
 
 #define NS_DELAY "urn:xmpp:delay"
@@ -707,20 +708,6 @@ offline_now_us(offline_host_t *oh)
     return now;
 }
 
-/* XEP-0082 DateTime with milliseconds, UTC. */
-static void
-format_stamp(uint64_t ts_us, char *out, size_t len)
-{
-    time_t secs = (time_t)(ts_us / 1000000u);
-    struct tm tm;
-    char base[32];
-
-    gmtime_r(&secs, &tm);
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%03uZ", base,
-             (unsigned)((ts_us / 1000u) % 1000u));
-}
-
 static void
 offline_refuse(pv_event_t *ev, pv_err_type_t type, const char *cond,
                const char *text)
@@ -807,7 +794,7 @@ offline_message(pv_event_t *ev)
         }
     }
     ts = offline_now_us(oh);
-    format_stamp(ts, stamp, sizeof(stamp));
+    pv_datetime_format(ts, 3, stamp, sizeof(stamp));
     snprintf(id, sizeof(id), "%llx-%lx", (unsigned long long)ts, ++oh->seq);
     /* XEP-0203 §3: our own delay element; the rest stays untouched */
     copy = pv_stanza_copy(st);

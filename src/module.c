@@ -7,7 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <palaver/dataform.h>
+#include <palaver/datetime.h>
+#include <palaver/stun.h>
+
 #include "palaver.h"
+
+/* palaverd links the core as a static archive, from which the linker
+ * takes only the objects something in palaverd refers to. Parts of the
+ * module API that only modules call (the STUN codec, DateTime, forms)
+ * would be left out, and a dlopen'ed module could not resolve them: one
+ * reference per such object keeps it in, and -export-dynamic exports it
+ * whole. A new core file with module-only API gets an entry here. */
+void (*const pv_module_api_objects[])(void) = {
+    (void (*)(void))pv_stun_parse,
+    (void (*)(void))pv_datetime_parse,
+    (void (*)(void))pv_form_add_field,
+    NULL
+};
 
 #ifdef PV_STATIC_MODULES
 #define PV_STATIC(n) extern const pv_module_def_t pv_module_##n;

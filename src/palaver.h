@@ -412,6 +412,10 @@ pv_bosh_t *pv_bosh_new(struct pv_http_s *h, pv_server_t *srv);
 void pv_bosh_free(pv_bosh_t *b);
 size_t pv_bosh_n_sessions(const pv_bosh_t *b);
 
+/* module.c: one function of each core object whose API only modules
+ * use, so that the linker keeps it in palaverd (see module.c). */
+extern void (*const pv_module_api_objects[])(void);
+
 /* metrics.c: /metrics lines. The s2s_in/s2s_out samples of the
  * palaver_connections family (written inside that family's block), then
  * the s2s queue, storage counters, queue depth and commit histogram. */

@@ -669,6 +669,24 @@ smacks_send(pv_event_t *ev)
     return PV_PASS;
 }
 
+/* A backlog sender (offline messages) waits while half the unacknowledged
+ * limit is used, so that the limit never ends the session and nothing is
+ * re-routed out of order. */
+static pv_rc_t
+smacks_room(pv_event_t *ev)
+{
+    smacks_t *sm = sm_get(ev->module, ev->session);
+    const smacks_conf_t *conf = pv_module_conf(ev->module, ev->host);
+
+    if (sm == NULL || conf == NULL || conf->max_unacked == PV_COUNT_OFF)
+        return PV_PASS;
+    if (sm->q_len >= (unsigned long long)conf->max_unacked / 2) {
+        request_ack(sm);
+        *(size_t *)ev->data = 0;
+    }
+    return PV_PASS;
+}
+
 static pv_rc_t
 smacks_disconnected(pv_event_t *ev)
 {
@@ -914,6 +932,7 @@ smacks_host_fini(pv_module_t *m, pv_host_t *h)
 static const pv_hook_t smacks_hooks[] = {
     { PV_EV_STREAM_ELEMENT, PV_TO_ANY, NULL, NULL, smacks_element, 100, 0 },
     { PV_EV_SESSION_SEND, PV_TO_ANY, NULL, NULL, smacks_send, 100, 0 },
+    { PV_EV_SESSION_ROOM, PV_TO_ANY, NULL, NULL, smacks_room, 0, 0 },
     { PV_EV_SESSION_DISCONNECTED, PV_TO_ANY, NULL, NULL,
       smacks_disconnected, 100, 0 },
     { PV_EV_STREAM_FEATURES, PV_TO_ANY, NULL, NULL, smacks_features, 100,

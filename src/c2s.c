@@ -909,6 +909,9 @@ pv_c2s_send_room(const pv_c2s_t *c)
 {
     size_t max = c2s_conf(c)->c2s_send_queue_max, q;
 
+    /* a closing stream drops what is written to it */
+    if (c->state == C2S_CLOSED)
+        return 0;
     /* framed transports (WebSocket, BOSH) buffer per message */
     if (c->framed || c->conn == NULL || max == PV_SIZE_OFF)
         return SIZE_MAX;

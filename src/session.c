@@ -271,7 +271,22 @@ pv_session_fanout(pv_session_t *s, pv_stanza_t *st)
 size_t
 pv_session_send_room(const pv_session_t *s)
 {
-    return s->c2s != NULL ? pv_c2s_send_room(s->c2s) : SIZE_MAX;
+    size_t room = s->c2s != NULL ? pv_c2s_send_room(s->c2s) : SIZE_MAX;
+
+    if (s->closing)
+        return 0;
+    if (room > 0 && s->host->hooks[PV_EV_SESSION_ROOM][PV_TO_ANY].n > 0) {
+        pv_event_t ev;
+
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = PV_EV_SESSION_ROOM;
+        ev.host = s->host;
+        ev.session = (pv_session_t *)s;
+        ev.user = s->jid.node;
+        ev.data = &room;
+        pv_event_fire(&ev);
+    }
+    return room;
 }
 
 uint32_t

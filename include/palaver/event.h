@@ -97,6 +97,11 @@ typedef enum {
                                (pv_server_each_raw_listener) exist from
                                here. After a reload they already exist
                                at host_init */
+    PV_EV_SESSION_ROOM,     /* session: pv_session_send_room() asks how
+                               much more may be queued for the session;
+                               data: size_t *, the answer so far, which a
+                               module may lower (XEP-0198: unacknowledged
+                               stanzas), never raise */
     PV_EV_TURN_SECRET,      /* host: asks the embedded TURN server
                                (mod_turn) enabled on host for the shared
                                secret of its credentials; data: a

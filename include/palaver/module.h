@@ -158,9 +158,10 @@ void pv_session_close(pv_session_t *s, const char *condition);
 int pv_session_is_connected(const pv_session_t *s);
 /* Bytes that may still be queued for the session's client before its
  * output queue limit (c2s_send_queue_max) ends the stream; SIZE_MAX when
- * there is no such limit (framed transports, hibernated sessions). For
- * modules that send a backlog (offline messages): send while there is
- * room, continue later. */
+ * there is no such limit (framed transports, hibernated sessions); 0 for
+ * a closing stream. Modules may lower it (PV_EV_SESSION_ROOM: XEP-0198
+ * while many stanzas wait for acknowledgement). For modules that send a
+ * backlog (offline messages): send while there is room, continue later. */
 size_t pv_session_send_room(const pv_session_t *s);
 /* Stanzas the session's client has sent on its streams since binding
  * (XEP-0198 counts from here). */

@@ -458,5 +458,36 @@ def paced_delivery_stops_when_session_goes():
     i2.close()
 
 
+@suite.test
+def big_backlog_with_stream_management():
+    """The same backlog to a client with XEP-0198 on: the delivery waits
+    while half of smacks_max_unacked is unacknowledged (the client acks on
+    the server's <r/>), so the limit never ends the session and nothing is
+    re-routed out of order."""
+    if pvtest.available_modules(['smacks']) != ['smacks']:
+        pvtest.skip('mod_smacks not built')
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_smacks as ts
+    srv = suite.shared_server('paced-sm', users=all_users(),
+                              modules=MODULES + ['smacks'], **PACED)
+    a = srv.login('alice', resource='bulk-sm')
+    hank = srv.jid('hank')
+    pad = 'y' * 1000
+    for first in range(0, BACKLOG, 250):
+        a.send(''.join("<message type='chat' to='%s' id='q%d'><body>"
+                       "%04d:%s</body></message>" % (hank, i, i, pad)
+                       for i in range(first, min(first + 250, BACKLOG))))
+    wait_queued(srv, 'hank', BACKLOG, timeout=30)
+    h = ts.sm_login(srv, 'hank', 'sm-slow')
+    h.c.send('<presence/>')
+    time.sleep(2)
+    got = [b.split(':')[0] for b in h.messages(BACKLOG, timeout=60 *
+                                               pvtest.time_factor())]
+    check_eq(got, ['%04d' % i for i in range(BACKLOG)], 'order and count')
+    h.nothing(1.0)
+    check_eq(queued(srv, 'hank'), 0, 'rows left in the store')
+    a.close()
+
+
 if __name__ == '__main__':
     suite.main()

@@ -11,16 +11,14 @@
 # last item, expiry retraction and item fetches both ways by address.
 # Raw clients answer the server's caps disco#info themselves.
 
-import base64
-import hashlib
 import os
 import sys
-import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'harness'))
 import pvtest  # noqa: E402
+import pvcaps  # noqa: E402
 from pvtest import check, check_eq, stanza_error, tostr  # noqa: E402
 
 NS_CLIENT = pvtest.NS_CLIENT
@@ -63,80 +61,18 @@ def bare(srv, user):
 
 # --- XEP-0115 ---------------------------------------------------------------
 
-def caps_ver(identities, features):
-    """XEP-0115 §5.1 over identities (category, type, name) and features."""
-    s = ''.join('%s/%s//%s<' % i for i in sorted(identities))
-    s += ''.join('%s<' % f for f in sorted(features))
-    return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
-
-
-class Caps:
+class Caps(pvcaps.Caps):
     def __init__(self, notify, lie=False):
-        self.identities = [('client', 'pc', 'pep-test')]
-        self.features = [NS_INFO] + ['%s+notify' % n for n in notify]
-        # a client whose ver does not match what it answers
-        self.ver = caps_ver(self.identities, self.features if not lie else
-                            self.features + ['x'])
-
-    def element(self):
-        return "<c xmlns='%s' hash='sha-1' node='%s' ver='%s'/>" % (
-            NS_CAPS, CAPS_NODE, self.ver)
-
-    def answer(self, iq):
-        q = iq.find('{%s}query' % NS_INFO)
-        body = ''.join("<identity category='%s' type='%s' name='%s'/>" % i
-                       for i in self.identities)
-        body += ''.join("<feature var='%s'/>" % f for f in self.features)
-        return ("<iq type='result' id='%s' to='%s'><query xmlns='%s' "
-                "node='%s'>%s</query></iq>" % (iq.get('id'), iq.get('from'),
-                                              NS_INFO, q.get('node'), body))
+        super().__init__(notify, name='pep-test', node=CAPS_NODE, lie=lie)
 
 
-def pump(c):
-    """Answers the server's caps queries waiting in c.pending."""
-    caps = getattr(c, 'caps', None)
-    i = 0
-    while i < len(c.pending):
-        e = c.pending[i]
-        if e.tag == IQ and e.get('type') == 'get' and caps is not None and \
-                e.find('{%s}query' % NS_INFO) is not None:
-            c.pending.pop(i)
-            c.n_caps_queries = getattr(c, 'n_caps_queries', 0) + 1
-            c.send(caps.answer(e))
-            continue
-        i += 1
-
-
-def expect(c, pred, timeout=None, what='element'):
-    timeout = c.timeout if timeout is None else timeout
-    deadline = time.monotonic() + timeout
-    while True:
-        pump(c)
-        for i, e in enumerate(c.pending):
-            if pred(e):
-                return c.pending.pop(i)
-        left = deadline - time.monotonic()
-        if left <= 0 or c.eof or c.closed:
-            pvtest.fail('%s: no %s within %.1fs; queued: %s' %
-                        (c.jid, what, timeout,
-                         [tostr(e) for e in c.pending] or 'nothing'))
-        try:
-            c._recv_some(min(left, 0.2))
-        except pvtest.StreamClosed:
-            pass
-
-
-_ids = [0]
+expect = pvcaps.expect
+pump = pvcaps.pump
 
 
 def iq(c, xml, **kw):
-    """Sends an IQ (id added) and returns its answer."""
-    _ids[0] += 1
-    iq_id = 'q%d' % _ids[0]
-    c.send(xml.replace('<iq ', "<iq id='%s' " % iq_id, 1))
-    return expect(c, lambda e: e.tag == IQ and e.get('id') == iq_id and
-                  e.get('type') in ('result', 'error'),
-                  what='answer to iq %s' % iq_id, **kw)
+    """Sends an IQ (an id added) and returns its answer."""
+    return pvcaps.iq(c, xml, prefix='q', **kw)
 
 
 def sync(c):

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pvtest                                          # noqa: E402
+import pvcaps                                          # noqa: E402
 from pvtest import check, check_eq, NS_CLIENT          # noqa: E402
 import s2s_helpers                                     # noqa: E402
 from s2s_helpers import PalaverPeer, ProsodyPeer, DnsStub  # noqa: E402
@@ -348,57 +349,19 @@ def test_rate_limit_pauses_without_loss():
 
 
 NS_PUBSUB = 'http://jabber.org/protocol/pubsub'
-NS_INFO = 'http://jabber.org/protocol/disco#info'
 
 
 def caps_client(srv, user, resource, notify):
     """A logged-in client that advertises XEP-0115 caps with +notify for
     the given nodes and answers the servers' disco#info about them."""
     c = srv.login(user, PW, resource=resource)
-    idents = [('client', 'pc', 'fed-test')]
-    feats = sorted([NS_INFO] + ['%s+notify' % n for n in notify])
-    s = ''.join('%s/%s//%s<' % i for i in idents) + \
-        ''.join('%s<' % f for f in feats)
-    ver = pvtest.base64.b64encode(pvtest.hashlib.sha1(s.encode())
-                                  .digest()).decode()
-    c.caps_reply = ''.join("<identity category='%s' type='%s' name='%s'/>"
-                           % i for i in idents) + \
-        ''.join("<feature var='%s'/>" % f for f in feats)
-    c.caps_ver = ver
+    c.caps = pvcaps.Caps(notify, name='fed-test', node='urn:example:fed')
     return c
 
 
-def answer_caps(c):
-    """Answers disco#info queries queued on c; returns how many."""
-    n = 0
-    for e in list(c.pending):
-        q = e.find('{%s}query' % NS_INFO)
-        if e.tag == '{%s}iq' % NS_CLIENT and e.get('type') == 'get' and \
-                q is not None:
-            c.pending.remove(e)
-            c.send("<iq type='result' id='%s' to='%s'><query xmlns='%s' "
-                   "node='%s'>%s</query></iq>"
-                   % (e.get('id'), e.get('from'), NS_INFO,
-                      q.get('node') or '', c.caps_reply))
-            n += 1
-    return n
-
-
-def recv_answering_caps(c, pred, what, timeout=None):
-    deadline = pvtest.time.monotonic() + (timeout or 15) * \
-        pvtest.time_factor()
-    while True:
-        answer_caps(c)
-        for e in list(c.pending):
-            if pred(e):
-                c.pending.remove(e)
-                return e
-        check(pvtest.time.monotonic() < deadline, 'no %s; queued: %s'
-              % (what, [pvtest.tostr(e) for e in c.pending]))
-        try:
-            c._recv_some(0.2)
-        except pvtest.StreamClosed:
-            pass
+def recv_answering_caps(c, pred, what):
+    return pvcaps.expect(c, pred, what=what,
+                         timeout=15 * pvtest.time_factor())
 
 
 @suite.test
@@ -413,9 +376,7 @@ def test_pep_across_domains():
     bob = caps_client(b, 'bob', 'pep', [node])
     bert = b.login('bert', PW, resource='pep-stranger')
     for c in (alice, bob):
-        c.send("<presence><c xmlns='http://jabber.org/protocol/caps' "
-               "hash='sha-1' node='urn:example:fed' ver='%s'/></presence>"
-               % c.caps_ver)
+        c.send('<presence>%s</presence>' % c.caps.element())
     for x, xj, y, yj in ((alice, 'alice@a.example', bob, 'bob@b.example'),
                          (bob, 'bob@b.example', alice, 'alice@a.example')):
         x.send("<presence type='subscribe' to='%s'/>" % yj)
@@ -428,7 +389,7 @@ def test_pep_across_domains():
                         "bob's presence with caps")
     # the caps query for bob's hash crosses to b.example and is answered
     pvtest.time.sleep(0.5)
-    answer_caps(bob)
+    pvcaps.pump(bob)
     alice.send("<iq type='set' id='pub1'><pubsub xmlns='%s'>"
                "<publish node='%s'><item id='t1'><tune xmlns='%s'>"
                "<title>Federated</title></tune></item></publish></pubsub>"
